@@ -1,0 +1,117 @@
+"""Stage-1 agent: decode, dedupe and fold a batch of one input topic (docs/design.md).
+
+The same adapter serves all four input topics; what differs per topic lives in
+:mod:`streams.state` (the pure fold).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from streams import codecs
+from streams.aggregate import partition_of
+from streams.context import Context
+from streams.state import BatchResult, Folder, Record
+from streams.tables import SourcePartitionedTable
+from streams.topics import DEAD_LETTER, FOLLOWUPS
+
+EXPIRE_EVERY_S = 30.0
+
+
+def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.AgentT:
+    app, s = ctx.app, ctx.settings
+    topic = app.topic(
+        topic_name, key_serializer="raw", value_serializer="raw", partitions=s.partitions
+    )
+    table = app.tables.add(
+        SourcePartitionedTable(
+            app, name=table_name, partitions=s.partitions, beacon=app.tables.beacon
+        )
+    )
+    folder = Folder(
+        topic_name,
+        table,
+        ctx.windows,
+        s.dimensions,
+        max_members=s.max_members,
+        retention_ms=s.retention_s * 1000,
+        late_ms=s.late_after_s * 1000,
+        max_future_ms=s.max_future_s * 1000,
+        max_bytes=s.max_message_bytes,
+    )
+    last_expiry = [time.monotonic()]
+
+    async def fold(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(s.batch_size, within=s.batch_within):
+            records = [
+                Record(
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.value,
+                    int((e.message.timestamp or 0) * 1000),
+                )
+                for e in events
+            ]
+            result = folder.fold(records, int(time.time() * 1000))
+            if time.monotonic() - last_expiry[0] > EXPIRE_EVERY_S:
+                last_expiry[0] = time.monotonic()
+                for p in {r.partition for r in records}:
+                    for key in folder.expired_keys(p):
+                        result.writes[key] = None
+            await commit(ctx, table, topic_name, result)
+
+    return app.agent(topic, name=table_name)(fold)
+
+
+async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult) -> None:
+    """Write state, publish, flush, then seal each partition with its progress record."""
+    producer, s, tel = ctx.app.producer, ctx.settings, ctx.telemetry
+    for key, value in result.writes.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    for dl in result.dead_letters:
+        key = f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode()
+        await producer.send(DEAD_LETTER, key, codecs.dumps(dl), None, None, None)
+    for fu in result.followups:
+        await producer.send(
+            FOLLOWUPS, fu["customer_id"].encode(), codecs.dumps(fu), None, None, None
+        )
+    partials = ctx.partials_topic
+    for key, value in result.partials:
+        value["ts"] = result.min_timestamp_ms
+        await producer.send(
+            partials, key.encode(), codecs.dumps(value),
+            partition_of(key, s.partitions), None, None,
+        )
+    for p, wm in result.watermarks.items():
+        msg = codecs.dumps({"wm_topic": topic_name, "s": f"{topic_name}:{p}", "wm": wm})
+        for q in range(s.partitions):
+            await producer.send(partials, b"#wm", msg, q, None, None)
+    # Tansu reports a partition's end offset as the base offset of its last record batch + 1,
+    # so Faust's changelog recovery stops before the tail of a multi-record batch. Flushing
+    # first makes the progress record a batch of its own: the last batch at rest is one record.
+    await producer.flush()
+    for key, value in result.progress.items():
+        table[key] = value
+    now = time.time()
+    for outcome, count in result.outcomes.items():
+        tel.events.labels(topic_name, outcome).inc(count)
+    for reason, count in result.dead_reasons.items():
+        tel.dead_letters.labels(topic_name, reason).inc(count)
+    cap = tel.cap
+    for survey, cat, segment, channel in result.responses:
+        tel.responses.labels(survey, cat, cap("segment", segment), cap("channel", channel)).inc()
+    for segment, mrr in result.cancellations:
+        seg = cap("segment", segment)
+        tel.cancellations.labels(seg).inc()
+        tel.cancelled_mrr.labels(seg).inc(mrr)
+    for kind, channel, seconds in result.latencies:
+        hist = tel.first_response if kind == "first_response" else tel.resolution
+        hist.labels(cap("channel", channel)).observe(seconds)
+    if result.watermarks:
+        tel.watermark_lag.labels(topic_name).set(now - max(result.watermarks.values()) / 1000)

@@ -1,0 +1,107 @@
+"""Stage-2 agent and emitter: merge partition snapshots, publish ``cx.scores``, set gauges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import faust
+
+from streams import codecs
+from streams.aggregate import Emission, Merger
+from streams.context import Context
+from streams.tables import MergeTable
+from streams.topics import SCORES
+
+EXPIRE_EVERY_S = 30.0
+
+
+class MergeService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        s = ctx.settings
+        app = ctx.app
+        self.table = app.tables.add(
+            MergeTable(app, name="merge", partitions=s.partitions, beacon=app.tables.beacon)
+        )
+        self.merger = Merger(
+            self.table,
+            ctx.windows,
+            partitions=s.partitions,
+            min_sample=s.min_sample,
+            emit_interval_ms=int(s.emit_interval * 1000),
+        )
+        self.lock = asyncio.Lock()
+        self.owned: set[int] | None = None
+        self.gauge_labels: dict[tuple[str, str, str], set[tuple[str, str, str, str]]] = {}
+        # ^ member (family, dimension, member) -> label sets of its cx_score series
+        self.last_expiry = time.monotonic()
+        topic = app.topic(
+            ctx.partials_topic, key_serializer="raw", value_serializer="raw",
+            partitions=s.partitions,
+        )
+        app.agent(topic, name="merge")(self.consume)
+        app.timer(max(0.05, s.emit_interval / 4), name="emit-scores")(self.tick)
+
+    def owned_partitions(self) -> set[int]:
+        name = self.ctx.partials_topic
+        return {tp.partition for tp in self.ctx.app.assignor.assigned_actives() if tp.topic == name}
+
+    def ready(self) -> bool:
+        app = self.ctx.app
+        return not app.rebalancing and not app.in_recovery
+
+    async def consume(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(5000, within=0.05):
+            async with self.lock:
+                touched: set[int] = set()
+                for e in events:
+                    key = e.message.key.decode() if e.message.key else ""
+                    self.merger.apply(key, codecs.loads(e.message.value), e.message.partition)
+                    touched.add(e.message.partition)
+                await self.seal(touched)
+
+    async def seal(self, partitions: set[int]) -> None:
+        """Flush, then write each partition's watermark record last (Tansu end-offset quirk)."""
+        if not partitions:
+            return
+        await self.ctx.app.producer.flush()
+        value = self.merger.seal_value()
+        for q in partitions:
+            self.table[f"#wm|{q}"] = value
+
+    async def tick(self) -> None:
+        if not self.ready():
+            return
+        owned = self.owned_partitions()
+        async with self.lock:
+            if owned != self.owned:
+                self.owned = owned
+                self.merger.restore(owned)
+                self.drop_unowned_gauges()
+            emission = self.merger.due(int(time.time() * 1000), owned)
+            await self.publish(emission)
+            if time.monotonic() - self.last_expiry > EXPIRE_EVERY_S:
+                self.last_expiry = time.monotonic()
+                for key in self.merger.expired_keys(owned):
+                    self.table.pop(key, None)
+                emission.partitions |= owned
+            await self.seal(emission.partitions)
+
+    async def publish(self, emission: Emission) -> None:
+        producer, tel = self.ctx.app.producer, self.ctx.telemetry
+        for key, record in emission.records:
+            await producer.send(SCORES, key.encode(), codecs.dumps(record), None, None, None)
+        tel.scores_emitted.inc(len(emission.records))
+        for member, labels, value, n, low, high in emission.gauges:
+            tel.set_score(labels, value, n, low, high)
+            self.gauge_labels.setdefault(member, set()).add(labels)
+        for seconds in emission.processing_s:
+            tel.processing.observe(seconds)
+
+    def drop_unowned_gauges(self) -> None:
+        for member, labels in list(self.gauge_labels.items()):
+            if member not in self.merger.members:
+                for label in labels:
+                    self.ctx.telemetry.drop_score(label)
+                del self.gauge_labels[member]

@@ -1,0 +1,242 @@
+"""Stage 2: merge per-partition snapshots into global windows and produce score records.
+
+Pure of Faust, like :mod:`streams.state`. Key layout of the ``merge`` table (the changelog
+partition of every key is :func:`partition_of` its ``family|dim|member`` part):
+
+====================================  ===============================================
+``{family}|{dim}|{member}|{w}|{b}``   ``{source: [marker, counts]}`` latest snapshots
+``{family}|{dim}|{member}|#a``        ``{source: [marker, active]}`` (churn base)
+``{family}|{dim}|{member}|#r``        ``{"metric|window": revision}``
+``#wm|{q}``                           ``{topic: {source: watermark}}``, written last (seal)
+====================================  ===============================================
+
+Snapshots are cumulative per source partition, so applying one twice, or an older one after a
+newer one, changes nothing: that is what makes the merge exact under redelivery.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.metrics.scores import family_scores
+from streams.metrics.stats import FAMILIES
+from streams.state import FAMILY_TOPIC
+from streams.windows import WindowSpec, iso
+
+Member = tuple[str, str, str]  # family, dimension, member
+
+
+def partition_of(member_key: str, partitions: int) -> int:
+    """Stable partition of ``family|dim|member`` (same on every worker and release)."""
+    return zlib.crc32(member_key.encode()) % partitions
+
+
+def table_partition(key: str, partitions: int) -> int:
+    if key.startswith("#wm|"):
+        return int(key[4:])
+    family, dim, member = key.split("|", 3)[:3]
+    return partition_of(f"{family}|{dim}|{member}", partitions)
+
+
+@dataclass
+class Emission:
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    gauges: list[tuple[Member, tuple[str, str, str, str], float | None, int, Any, Any]] = (
+        field(default_factory=list)
+    )
+    processing_s: list[float] = field(default_factory=list)
+    partitions: set[int] = field(default_factory=set)
+
+
+class Merger:
+    def __init__(
+        self,
+        table: MutableMapping[str, Any],
+        windows: tuple[WindowSpec, ...],
+        *,
+        partitions: int,
+        min_sample: int,
+        emit_interval_ms: int = 1000,
+    ) -> None:
+        self.table = table
+        self.windows = windows
+        self.partitions = partitions
+        self.min_sample = min_sample
+        self.emit_interval_ms = emit_interval_ms
+        self.members: set[Member] = set()
+        self.dirty: dict[Member, int | None] = {}  # member -> earliest ingest ms pending
+        self.last_emit: dict[Member, int] = {}
+        self.signatures: dict[str, tuple[Any, ...]] = {}
+        self.watermarks: dict[str, dict[str, int]] = {}
+        self._window_ends: dict[tuple[str, str], int] = {}
+
+    # -- input -----------------------------------------------------------------------
+    def apply(self, key: str, value: dict[str, Any], partition: int) -> None:
+        if "wm_topic" in value:
+            self._watermark(value["wm_topic"], value["s"], value["wm"], partition)
+            return
+        family, dim, member = key.split("|")
+        src = value["s"]
+        for w, b, marker, counts in value["b"]:
+            bkey = f"{key}|{w}|{b}"
+            cur = self.table.get(bkey) or {}
+            old = cur.get(src)
+            if old is None or old[0] < marker:
+                self.table[bkey] = {**cur, src: [marker, counts]}
+        if "a" in value:
+            akey = f"{key}|#a"
+            cur = self.table.get(akey) or {}
+            old = cur.get(src)
+            if old is None or old[0] < value["a"][0]:
+                self.table[akey] = {**cur, src: value["a"]}
+        m = (family, dim, member)
+        self.members.add(m)
+        ts = value.get("ts")
+        prev = self.dirty.get(m)
+        self.dirty[m] = ts if prev is None else (prev if ts is None else min(prev, ts))
+
+    def _watermark(self, topic: str, src: str, wm: int, partition: int) -> None:
+        known = self.watermarks.setdefault(topic, {})
+        if wm > known.get(src, -1):
+            known[src] = wm
+
+    def seal_value(self) -> dict[str, dict[str, int]]:
+        return {t: dict(s) for t, s in self.watermarks.items()}
+
+    def restore(self, owned: set[int]) -> None:
+        """Rebuild the in-memory member registry and watermarks from the table."""
+        self.members = set()
+        for key in list(self.table.keys()):
+            if key.startswith("#wm|"):
+                for topic, srcs in (self.table.get(key) or {}).items():
+                    for src, wm in srcs.items():
+                        self._watermark(topic, src, wm, int(key[4:]))
+                continue
+            family, dim, member = key.split("|", 3)[:3]
+            if partition_of(f"{family}|{dim}|{member}", self.partitions) in owned:
+                self.members.add((family, dim, member))
+        self.members = {m for m in self.members if m[0] in FAMILIES}
+        for m in self.members:
+            self.dirty.setdefault(m, None)
+
+    def watermark(self, family: str) -> int | None:
+        srcs = self.watermarks.get(FAMILY_TOPIC[family])
+        return max(srcs.values()) if srcs else None
+
+    # -- output ----------------------------------------------------------------------
+    def _mark_slid_windows(self) -> None:
+        """A window whose end moved makes every member of its family due."""
+        for family in FAMILY_TOPIC:
+            wm = self.watermark(family)
+            if wm is None:
+                continue
+            for w in self.windows:
+                end = w.end_bucket(wm)
+                if self._window_ends.get((family, w.name)) != end:
+                    self._window_ends[(family, w.name)] = end
+                    for m in self.members:
+                        if m[0] == family:
+                            self.dirty.setdefault(m, None)
+
+    def due(self, now_ms: int, owned: set[int], force: bool = False) -> Emission:
+        """Score records for due members (throttled per member unless ``force``)."""
+        self._mark_slid_windows()
+        out = Emission()
+        for m in list(self.dirty):
+            q = partition_of("|".join(m), self.partitions)
+            if q not in owned:
+                self.dirty.pop(m, None)
+                continue
+            if not force and now_ms - self.last_emit.get(m, -(10**15)) < self.emit_interval_ms:
+                continue
+            ts = self.dirty.pop(m)
+            if self.evaluate(m, now_ms, out):
+                out.partitions.add(q)
+            self.last_emit[m] = now_ms
+            if ts is not None:
+                out.processing_s.append(max(0.0, (now_ms - ts) / 1000))
+        return out
+
+    def window_counts(self, m: Member, w: WindowSpec, wm: int) -> Any:
+        family, dim, member = m
+        counts = FAMILIES[family].empty()
+        cls = FAMILIES[family]
+        prefix = f"{family}|{dim}|{member}|{w.name}|"
+        for b in w.bucket_range(wm):
+            snap = self.table.get(f"{prefix}{b}")
+            if snap:
+                for src in sorted(snap):
+                    counts.iadd(cls.from_list(snap[src][1]))
+        return counts
+
+    def active(self, m: Member) -> int | None:
+        snap = self.table.get(f"{m[0]}|{m[1]}|{m[2]}|#a")
+        if not snap:
+            return None
+        return sum(v[1] for v in snap.values())
+
+    def evaluate(self, m: Member, now_ms: int, out: Emission) -> bool:
+        family, dim, member = m
+        wm = self.watermark(family)
+        if wm is None:
+            return False
+        rkey = f"{family}|{dim}|{member}|#r"
+        revisions = dict(self.table.get(rkey) or {})
+        changed = False
+        active = self.active(m) if family == "churn" else None
+        for w in self.windows:
+            counts = self.window_counts(m, w, wm)
+            start, end = w.bounds(wm)
+            for metric, score, definition in family_scores(
+                family, counts, self.min_sample, active
+            ):
+                skey = f"{metric}|{w.name}|{dim}={member}"
+                signature = (start, score, counts.to_list(), active)
+                if self.signatures.get(skey) == signature:
+                    continue
+                self.signatures[skey] = signature
+                rev = revisions.get(f"{metric}|{w.name}", -1) + 1
+                revisions[f"{metric}|{w.name}"] = rev
+                changed = True
+                record = {
+                    "metric": metric,
+                    "window": w.name,
+                    "window_start": iso(start),
+                    "window_end": iso(end),
+                    "dimension": dim,
+                    "member": member,
+                    "value": score.value,
+                    "n": score.n,
+                    "ci95_low": score.ci95_low,
+                    "ci95_high": score.ci95_high,
+                    "counts": counts.to_dict()
+                    | ({"active_customers": active} if active is not None else {}),
+                    "revision": rev,
+                    "as_of": iso(wm),
+                    "emitted_at": iso(now_ms),
+                    "definition": definition,
+                }
+                out.records.append((skey, record))
+                out.gauges.append(
+                    (m, (metric, w.name, dim, member), score.value, score.n, score.ci95_low,
+                     score.ci95_high)
+                )
+        if changed:
+            self.table[rkey] = revisions
+        return changed
+
+    def expired_keys(self, owned: set[int]) -> list[str]:
+        specs = {w.name: w for w in self.windows}
+        dead = []
+        for key in list(self.table.keys()):
+            parts = key.split("|")
+            if len(parts) != 5 or parts[3] not in specs:
+                continue
+            wm = self.watermark(parts[0]) if parts[0] in FAMILY_TOPIC else None
+            if wm is not None and not specs[parts[3]].is_live(int(parts[4]), wm):
+                if table_partition(key, self.partitions) in owned:
+                    dead.append(key)
+        return dead

@@ -1,0 +1,63 @@
+"""Base class of the counts made only of scalar fields (ints and floats).
+
+Serialisation, comparison, copy and merge are generic over ``_FIELDS``; folding (``add``) and
+the in-place merge (``iadd``) stay explicit in each subclass because they are the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+
+class FlatCounts:
+    """Counts made of scalar fields: generic serialisation, comparison and merge.
+
+    ``_FIELDS`` lists ``(name, type)`` in changelog order; ``iadd`` stays explicit per class.
+    """
+
+    __slots__ = ()
+    _FIELDS: ClassVar[tuple[tuple[str, type], ...]] = ()
+
+    @classmethod
+    def empty(cls) -> Self:
+        return cls()
+
+    def iadd(self, other: Self) -> None:
+        raise NotImplementedError
+
+    def merge(self, other: Self) -> Self:
+        out = self.copy()
+        out.iadd(other)
+        return out
+
+    def copy(self) -> Self:
+        return self.from_list(self.to_list())
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) == 0 for name, _ in self._FIELDS)
+
+    def to_list(self) -> list[Any]:
+        return [getattr(self, name) for name, _ in self._FIELDS]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Self:
+        if len(data) != len(cls._FIELDS):
+            raise ValueError(f"{cls.__name__}: expected {len(cls._FIELDS)} fields, got {data!r}")
+        obj = cls()
+        for (name, typ), value in zip(cls._FIELDS, data, strict=True):
+            setattr(obj, name, typ(value))
+        return obj
+
+    def to_dict(self) -> dict[str, int | float]:
+        return {name: getattr(self, name) for name, _ in self._FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlatCounts) or type(other) is not type(self):
+            return NotImplemented
+        return self.to_list() == other.to_list()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._FIELDS)
+        return f"{type(self).__name__}({fields})"

@@ -1,0 +1,121 @@
+"""Settings: the only module that reads the environment.
+
+One setting = one environment variable ``CX_<NAME>`` = one CLI option ``--<name>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+DEFAULT_WINDOWS = ("5m", "1h", "24h", "7d", "30d")
+DEFAULT_DIMENSIONS = ("all", "segment", "channel", "touchpoint", "region", "plan")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Return the duration in seconds of ``"5m"``, ``"1h"``, ``"7d"``, ``"90s"``."""
+    text = text.strip()
+    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
+        raise ValueError(f"bad duration {text!r} (use e.g. 5m, 1h, 7d)")
+    seconds = int(text[:-1]) * _UNITS[text[-1]]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a worker. Build with :func:`from_env` (env + overrides)."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    data_dir: str = "./data"
+    app_id: str = "cx-pulse"
+    store: str = "memory://"
+    partitions: int = 4
+    min_sample: int = 30
+    windows: tuple[str, ...] = DEFAULT_WINDOWS
+    dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
+    max_members: int = 50
+    emit_interval: float = 1.0
+    batch_size: int = 1000
+    batch_within: float = 0.2
+    late_after_s: int = 300
+    max_future_s: int = 300
+    max_message_bytes: int = 65536
+    session_timeout: float = 10.0
+    loglevel: str = "warning"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for window in self.windows:
+            parse_duration(window)
+        if not self.windows:
+            raise ValueError("at least one window is required")
+        allowed = set(DEFAULT_DIMENSIONS)
+        for dim in self.dimensions:
+            parts = dim.split("+")
+            if any(p not in allowed for p in parts) or (len(parts) > 1 and "all" in parts):
+                raise ValueError(f"unknown dimension {dim!r}")
+        if self.min_sample < 1:
+            raise ValueError("min_sample must be >= 1")
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` list for aiokafka, from ``kafka://host:port[;kafka://...]``."""
+        hosts = []
+        for url in self.broker.replace(";", ",").split(","):
+            parsed = urlparse(url if "://" in url else f"kafka://{url}")
+            hosts.append(f"{parsed.hostname}:{parsed.port or 9092}")
+        return ",".join(hosts)
+
+    @property
+    def window_seconds(self) -> dict[str, int]:
+        return {w: parse_duration(w) for w in self.windows}
+
+    @property
+    def retention_s(self) -> int:
+        return max(self.window_seconds.values())
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_CONVERTERS = {
+    int: int,
+    float: float,
+    str: str,
+    tuple[str, ...]: _csv,
+}
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from ``CX_*`` variables, then explicit overrides (CLI options) on top."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = env.get(f"CX_{f.name.upper()}")
+        if raw is not None and raw != "":
+            kind = {
+                "int": int,
+                "float": float,
+                "str": str,
+                "tuple[str, ...]": tuple[str, ...],
+            }[str(f.type)]
+            values[f.name] = _CONVERTERS[kind](raw)  # type: ignore[index]
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _csv(value) if key in ("windows", "dimensions") and isinstance(value, str) else value
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,357 @@
+"""Stage 1: fold a batch of raw input records of one topic into exact per-partition counts.
+
+Pure of Faust: works on any ``MutableMapping`` (the Faust table in production, a dict in tests)
+and returns what the caller must write and publish. Key layout (all keys start with the input
+partition, which ``PartitionedTable`` uses as the changelog partition):
+
+=========================================  ===========================================
+``{p}|k|{family}|{dim}|{member}|{w}|{b}``  ``[marker, *counts]`` bucket counts
+``{p}|d|{event_id}``                        ``[first_offset, t_ms]`` dedupe entry
+``{p}|i|{interaction_id}``                  ``[marker, opened_ms, responded, last_t_ms]``
+``{p}|c|{customer_id}``                     ``[marker, active, [[dim, member], ...]]``
+``{p}|a|{dim}|{member}``                    ``[marker, active_customers]``
+``{p}|m``                                   ``{dim: [members]}`` (member cap)
+``{p}|p``                                   ``[offset, watermark_ms]`` progress, written last
+=========================================  ===========================================
+
+``marker`` is the highest input offset folded into the value; a replayed record at or below it
+is not folded again (see docs/design.md, "Exactness without broker transactions").
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams import events as ev
+from streams.dims import MemberCap, event_members
+from streams.metrics.stats import FAMILIES, SupportCounts, category
+from streams.windows import WindowSpec, iso
+
+FAMILY_TOPIC = {
+    "nps": ev.TOPIC_SURVEYS,
+    "csat": ev.TOPIC_SURVEYS,
+    "ces": ev.TOPIC_SURVEYS,
+    "support": ev.TOPIC_SUPPORT,
+    "churn": ev.TOPIC_CANCELLATIONS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    partition: int
+    offset: int
+    raw: bytes | None
+    timestamp_ms: int
+
+
+@dataclass
+class BatchResult:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    writes: dict[str, Any] = field(default_factory=dict)  # value None = delete
+    progress: dict[str, Any] = field(default_factory=dict)  # written after a flush: the seal
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    followups: list[dict[str, Any]] = field(default_factory=list)
+    partials: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    watermarks: dict[int, int] = field(default_factory=dict)  # partition -> watermark
+    responses: list[tuple[str, str, str, str]] = field(default_factory=list)
+    cancellations: list[tuple[str, float]] = field(default_factory=list)
+    latencies: list[tuple[str, str, float]] = field(default_factory=list)  # kind, channel, s
+    dead_reasons: Counter[str] = field(default_factory=Counter)
+    min_timestamp_ms: int | None = None
+
+
+def dead_letter(topic: str, rec: Record, reason: str, detail: str, now_ms: int) -> dict[str, Any]:
+    raw = rec.raw or b""
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return {
+        "topic": topic,
+        "partition": rec.partition,
+        "offset": rec.offset,
+        "reason": reason,
+        "detail": detail,
+        "raw": text,
+        "raw_encoding": encoding,
+        "received_at": iso(now_ms),
+    }
+
+
+class Folder:
+    """Folds batches of one input topic. One instance per worker and topic."""
+
+    def __init__(
+        self,
+        topic: str,
+        table: MutableMapping[str, Any],
+        windows: tuple[WindowSpec, ...],
+        dimensions: tuple[str, ...],
+        *,
+        max_members: int = 50,
+        retention_ms: int,
+        late_ms: int = 300_000,
+        max_future_ms: int = 300_000,
+        max_bytes: int = 65_536,
+    ) -> None:
+        self.topic = topic
+        self.table = table
+        self.windows = windows
+        self.dimensions = dimensions
+        self.max_members = max_members
+        self.retention_ms = retention_ms
+        self.late_ms = late_ms
+        self.max_future_ms = max_future_ms
+        self.max_bytes = max_bytes
+
+    # -- batch ---------------------------------------------------------------------------
+    def fold(self, records: Iterable[Record], now_ms: int) -> BatchResult:
+        out = BatchResult()
+        by_partition: dict[int, list[Record]] = {}
+        for rec in records:
+            by_partition.setdefault(rec.partition, []).append(rec)
+            if out.min_timestamp_ms is None or rec.timestamp_ms < out.min_timestamp_ms:
+                out.min_timestamp_ms = rec.timestamp_ms
+        for p, recs in by_partition.items():
+            _PartitionBatch(self, p, out, now_ms).run(recs)
+        return out
+
+    def expired_keys(self, partition: int) -> list[str]:
+        """Keys of ``partition`` that no current or future window can read any more."""
+        progress = self.table.get(f"{partition}|p")
+        if not progress or progress[1] is None:
+            return []
+        wm = progress[1]
+        horizon = wm - self.retention_ms
+        specs = {w.name: w for w in self.windows}
+        prefix = f"{partition}|"
+        dead = []
+        for key in list(self.table.keys()):
+            if not key.startswith(prefix):
+                continue
+            parts = key.split("|")
+            kind = parts[1]
+            if kind == "k":
+                spec = specs.get(parts[5])
+                if spec is None or not spec.is_live(int(parts[6]), wm):
+                    dead.append(key)
+            elif kind == "d":
+                if self.table[key][1] < horizon:
+                    dead.append(key)
+            elif kind == "i" and self.table[key][3] < horizon:
+                dead.append(key)
+        return dead
+
+
+class _PartitionBatch:
+    """The records of one partition within one batch."""
+
+    def __init__(self, folder: Folder, p: int, out: BatchResult, now_ms: int) -> None:
+        self.f = folder
+        self.p = p
+        self.out = out
+        self.now_ms = now_ms
+        self.dirty = out.writes
+        progress = folder.table.get(f"{p}|p") or [-1, None]
+        self.done_offset: int = progress[0]
+        self.wm: int | None = progress[1]
+        self.cap = MemberCap(folder.max_members, folder.table.get(f"{p}|m"))
+        self.touched: dict[tuple[str, str, str], set[tuple[str, int]]] = {}
+        self.active_touched: set[tuple[str, str]] = set()
+        self.last_offset = self.done_offset
+
+    def get(self, key: str) -> Any:
+        if key in self.dirty:
+            return self.dirty[key]
+        return self.f.table.get(key)
+
+    def run(self, recs: list[Record]) -> None:
+        for rec in recs:
+            if rec.offset <= self.done_offset:
+                continue  # a whole batch already folded before a restart
+            self.last_offset = max(self.last_offset, rec.offset)
+            outcome = self.one(rec)
+            self.out.outcomes[outcome] += 1
+        if self.last_offset == self.done_offset:
+            return
+        if self.cap.changed:
+            self.dirty[f"{self.p}|m"] = self.cap.dump()
+        self.publish()
+        self.out.progress[f"{self.p}|p"] = [self.last_offset, self.wm]
+        if self.wm is not None:
+            self.out.watermarks[self.p] = self.wm
+
+    def reject(self, rec: Record, reason: str, detail: str) -> str:
+        self.out.dead_letters.append(dead_letter(self.f.topic, rec, reason, detail, self.now_ms))
+        self.out.dead_reasons[reason] += 1
+        return "dead_letter"
+
+    def one(self, rec: Record) -> str:
+        f = self.f
+        event = ev.decode(
+            f.topic, rec.raw, self.now_ms, max_future_ms=f.max_future_ms, max_bytes=f.max_bytes
+        )
+        if isinstance(event, ev.Rejection):
+            return self.reject(rec, event.reason, event.detail)
+        if isinstance(event, ev.Customer):
+            self.customer(event, rec.offset)
+            return "applied"
+        t = event.t_ms
+        wm = self.wm
+        if wm is not None and t < wm - f.retention_ms:
+            return self.reject(rec, "too_old", f"event time {iso(t)} is older than retention")
+        dkey = f"{self.p}|d|{event.event_id}"
+        seen = self.get(dkey)
+        if seen is not None and seen[0] != rec.offset:
+            return "duplicate"
+        if seen is None:
+            self.dirty[dkey] = [rec.offset, t]
+        late = wm is not None and t < wm - f.late_ms
+        self.wm = t if wm is None else max(wm, t)
+        if isinstance(event, ev.Survey):
+            self.survey(event, rec.offset)
+        elif isinstance(event, ev.Support):
+            self.support(event, rec.offset)
+        else:
+            self.cancellation(event, rec.offset)
+        return "late" if late else "applied"
+
+    # -- folding into buckets -----------------------------------------------------------
+    def add(self, family: str, dims: dict[str, str], t: int, offset: int, apply: Any) -> None:
+        """Apply ``apply(counts)`` to every live bucket of every member of the event."""
+        cls = FAMILIES[family]
+        wm = self.wm if self.wm is not None else t
+        for dim, member in event_members(dims, self.f.dimensions):
+            member = self.cap.fold(dim, member)
+            touched = self.touched.setdefault((family, dim, member), set())
+            for w in self.f.windows:
+                b = w.bucket(t)
+                if not w.is_live(b, wm):
+                    continue
+                key = f"{self.p}|k|{family}|{dim}|{member}|{w.name}|{b}"
+                touched.add((w.name, b))
+                value = self.get(key)
+                if value is not None and value[0] >= offset:
+                    continue  # already folded before a restart
+                counts = cls.from_list(value[1]) if value is not None else cls.empty()
+                apply(counts)
+                self.dirty[key] = [offset, counts.to_list()]
+
+    def survey(self, e: ev.Survey, offset: int) -> None:
+        lo, hi = e.scale_min, e.scale_max
+        if e.survey == "nps":
+            self.add("nps", e.dims, e.t_ms, offset, lambda c: c.add(e.score))
+        else:
+            self.add(e.survey, e.dims, e.t_ms, offset, lambda c: c.add(e.score, lo, hi))
+        cat = category(e.survey, e.score, lo, hi)
+        self.out.responses.append((e.survey, cat, e.dims["segment"], e.dims["channel"]))
+        if cat in ("detractor", "dissatisfied") and e.survey in ("nps", "csat"):
+            self.out.followups.append(
+                {
+                    "followup_id": e.event_id,
+                    "customer_id": e.customer_id,
+                    "survey": e.survey,
+                    "score": e.score,
+                    "category": cat,
+                    "comment": e.comment,
+                    "occurred_at": iso(e.t_ms),
+                    "dimensions": dict(e.dims),
+                    "emitted_at": iso(self.now_ms),
+                }
+            )
+
+    def support(self, e: ev.Support, offset: int) -> None:
+        # state: [marker, opened_ms, offset of the first response or -1, last event time]
+        ikey = f"{self.p}|i|{e.interaction_id}"
+        state = self.get(ikey) or [-1, None, -1, e.t_ms]
+        replayed = state[0] >= offset
+        opened = e.opened_at_ms if e.opened_at_ms is not None else state[1]
+        status = e.status
+        first_response: float | None = None
+        resolution: float | None = None
+        first_offset = state[2]
+        if status == "responded" and first_offset in (-1, offset):
+            first_offset = offset
+            if opened is not None:
+                first_response = max(0.0, (e.t_ms - opened) / 1000)
+        elif status == "resolved" and opened is not None:
+            resolution = max(0.0, (e.t_ms - opened) / 1000)
+        if not replayed:
+            new_opened = state[1]
+            if new_opened is None:
+                new_opened = e.t_ms if status == "opened" else e.opened_at_ms
+            self.dirty[ikey] = [offset, new_opened, first_offset, max(state[3], e.t_ms)]
+
+        def apply(c: SupportCounts) -> None:
+            if status == "opened":
+                c.add_opened()
+            elif status == "responded":
+                c.add_responded(first_response)
+            elif status == "resolved":
+                c.add_resolved(resolution)
+            else:
+                c.add_reopened()
+
+        self.add("support", e.dims, e.t_ms, offset, apply)
+        channel = e.dims["channel"]
+        if first_response is not None:
+            self.out.latencies.append(("first_response", channel, first_response))
+        if resolution is not None:
+            self.out.latencies.append(("resolution", channel, resolution))
+
+    def cancellation(self, e: ev.Cancellation, offset: int) -> None:
+        self.add("churn", e.dims, e.t_ms, offset, lambda c: c.add(e.mrr))
+        self.out.cancellations.append((e.dims["segment"], e.mrr))
+
+    def customer(self, e: ev.Customer, offset: int) -> None:
+        # state: [marker, active, members, previous active, previous members]; the previous
+        # values let a replay recompute the change for active counts it had not yet written.
+        ckey = f"{self.p}|c|{e.customer_id}"
+        state = self.get(ckey)
+        if state is not None and state[0] >= offset:
+            prev_active, prev_members = state[3], state[4]
+        else:
+            prev_active, prev_members = (state[1], state[2]) if state is not None else (0, [])
+        members = [
+            [dim, self.cap.fold(dim, member)]
+            for dim, member in event_members(e.dims, self.f.dimensions)
+        ]
+        active = 1 if e.status == "active" else 0
+        changes: Counter[tuple[str, str]] = Counter()
+        if prev_active:
+            for dim, member in prev_members:
+                changes[(dim, member)] -= 1
+        if active:
+            for dim, member in members:
+                changes[(dim, member)] += 1
+        for (dim, member), delta in changes.items():
+            akey = f"{self.p}|a|{dim}|{member}"
+            self.active_touched.add((dim, member))
+            cur = self.get(akey) or [-1, 0]
+            if cur[0] < offset:
+                self.dirty[akey] = [offset, cur[1] + delta]
+        if state is None or state[0] < offset:
+            self.dirty[ckey] = [offset, active, members, prev_active, prev_members]
+
+    # -- publishing to stage 2 -----------------------------------------------------------
+    def publish(self) -> None:
+        src = f"{self.f.topic}:{self.p}"
+        for (family, dim, member), buckets in self.touched.items():
+            rows = []
+            for w, b in sorted(buckets):
+                value = self.get(f"{self.p}|k|{family}|{dim}|{member}|{w}|{b}")
+                if value is not None:
+                    rows.append([w, b, value[0], value[1]])
+            self.out.partials.append(
+                (f"{family}|{dim}|{member}", {"s": src, "wm": self.wm, "b": rows})
+            )
+        for dim, member in sorted(self.active_touched):
+            value = self.get(f"{self.p}|a|{dim}|{member}")
+            if value is not None:
+                self.out.partials.append(
+                    (f"churn|{dim}|{member}", {"s": src, "wm": None, "b": [], "a": value})
+                )

@@ -1,0 +1,31 @@
+"""Faust tables whose changelog partition is named by the key, not by the current event.
+
+Stock ``Table.partition_for_key`` takes the partition of the event being processed, which is
+ambiguous for a batch from ``take_events`` (events of several partitions) and undefined in a
+timer. Our keys carry their partition (stage 1: the input partition is the first field; stage 2:
+a stable hash, see :func:`streams.aggregate.table_partition`), so we name it explicitly.
+Relies on faust-streaming 0.15's ``Table.on_key_set -> send_changelog(partition_for_key(key))``;
+``tests/agents/test_tables.py`` fails if an upgrade changes that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.tables.table import Table
+
+from streams.aggregate import table_partition
+
+
+class SourcePartitionedTable(Table):
+    """Stage-1 state: key ``"{partition}|..."``."""
+
+    def partition_for_key(self, key: Any) -> int:
+        return int(key.split("|", 1)[0])
+
+
+class MergeTable(Table):
+    """Stage-2 state: partition from the ``family|dim|member`` part of the key."""
+
+    def partition_for_key(self, key: Any) -> int:
+        return table_partition(key, int(self.partitions or 1))
