@@ -5,11 +5,17 @@ only: everything is gone when the process stops.
 
 Tansu quirks found by hand (v0.6.0-510f3e2), relied on elsewhere:
 
-- It auto-creates a topic on first produce/metadata with its own partition count and *no*
-  configs, so topics must be created (``streams.topics.create_topics``) before anything produces.
+- It auto-creates a topic on first produce/metadata with its default partition count and *no*
+  configs (and that first produce may fail with NotLeaderForPartition), so topics must be
+  created (``streams.topics.create_topics``) before anything produces.
 - It stores topic configs verbatim and validates none of them (``cleanup.policy=bogus`` and a
   replication factor of 3 on one broker are both accepted): validation is ours (``TopicSpec``).
 - ``InitProducerId`` fails, so neither transactional nor idempotent producers work.
+- ListOffsets(latest), i.e. aiokafka ``end_offsets()`` / ``seek_to_end()``, answers the *base*
+  offset of the partition's last record batch + 1, not the log end: after batches of 50 and 30
+  records it says 51, not 80. The high watermark in fetch responses (``highwater()``) is right.
+- Retention is not enforced promptly (a record far older than ``retention.ms=1000`` was still
+  readable seconds later): memory storage grows for the life of the process.
 - A consumer that died without leaving its group delays the next join by the session timeout.
 - It exits on SIGTERM; on a port already in use it panics and exits (``AddrInUse`` in the log).
 """

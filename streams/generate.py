@@ -371,7 +371,7 @@ class _Generator:
                 at += _lognormal_ms(rng, _RESOLUTION_S[channel] * speed, 1.0)
                 later(at, "resolved", 2)
                 if rng.random() < 0.08:
-                    at += _lognormal_ms(rng, 3600.0, 1.0)
+                    at += _lognormal_ms(rng, 1200.0, 1.0)  # "still broken" within the hour
                     later(at, "reopened", 3)
                     at += _lognormal_ms(rng, _RESOLUTION_S[channel] * speed / 2, 1.0)
                     later(at, "resolved", 4)

@@ -87,6 +87,12 @@ SURVEY = {"response_id": "r-1", "customer_id": "c-1", "survey": "nps", "score": 
 SUPPORT = {"interaction_id": "i-1", "customer_id": "c-1", "status": "opened", "occurred_at": T}
 CANCELLATION = {"cancellation_id": "x-1", "customer_id": "c-1", "occurred_at": T}
 CUSTOMER = {"customer_id": "c-1", "status": "active"}
+BASES: dict[str, dict[str, Any]] = {
+    TOPIC_SURVEYS: SURVEY,
+    TOPIC_SUPPORT: SUPPORT,
+    TOPIC_CANCELLATIONS: CANCELLATION,
+    TOPIC_CUSTOMERS: CUSTOMER,
+}
 
 GOOD_TIMES: list[object] = [
     T,

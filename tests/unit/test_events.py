@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import FrozenInstanceError
 from typing import Any
 
 import orjson
@@ -30,16 +31,10 @@ from streams.events import (
     decode,
     parse_time,
 )
-from tests.corpus import CANCELLATION, CUSTOMER, SUPPORT, SURVEY, T_MS, T, encode
+from tests.corpus import BASES, CANCELLATION, CUSTOMER, SUPPORT, SURVEY, T_MS, T, encode
 
 NOW_MS = T_MS + 3_600_000  # one hour after the events' time
 TOPICS = (TOPIC_SURVEYS, TOPIC_SUPPORT, TOPIC_CANCELLATIONS, TOPIC_CUSTOMERS)
-BASES: dict[str, dict[str, Any]] = {
-    TOPIC_SURVEYS: SURVEY,
-    TOPIC_SUPPORT: SUPPORT,
-    TOPIC_CANCELLATIONS: CANCELLATION,
-    TOPIC_CUSTOMERS: CUSTOMER,
-}
 EVENT_TYPES = (Survey, Support, Cancellation, Customer)
 REASONS = {
     "empty",
@@ -288,8 +283,8 @@ def test_size_boundary() -> None:
 
 def test_events_are_frozen() -> None:
     event = run(TOPIC_SURVEYS, SURVEY)
-    with pytest.raises(AttributeError):
-        event.score = 3  # type: ignore[attr-defined]
+    with pytest.raises(FrozenInstanceError):
+        setattr(event, "score", 3)  # noqa: B010
 
 
 # ---- rejections: every reason code, every topic ------------------------------------------
