@@ -162,8 +162,8 @@ class Merger:
 
     def window_counts(self, m: Member, w: WindowSpec, wm: int) -> Any:
         family, dim, member = m
-        counts = FAMILIES[family].empty()
-        cls = FAMILIES[family]
+        cls: Any = FAMILIES[family]
+        counts = cls.empty()
         prefix = f"{family}|{dim}|{member}|{w.name}|"
         for b in w.bucket_range(wm):
             snap = self.table.get(f"{prefix}{b}")

@@ -52,8 +52,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     MergeService(ctx)
 
     @app.page("/metrics")
-    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
+    async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
     app.cx_context = ctx  # type: ignore[attr-defined]
     return app

@@ -91,12 +91,14 @@ class Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-_CONVERTERS = {
-    int: int,
-    float: float,
-    str: str,
-    tuple[str, ...]: _csv,
-}
+def _convert(type_name: str, raw: str) -> object:
+    if type_name == "int":
+        return int(raw)
+    if type_name == "float":
+        return float(raw)
+    if type_name == "tuple[str, ...]":
+        return _csv(raw)
+    return raw
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -108,13 +110,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
             continue
         raw = env.get(f"CX_{f.name.upper()}")
         if raw is not None and raw != "":
-            kind = {
-                "int": int,
-                "float": float,
-                "str": str,
-                "tuple[str, ...]": tuple[str, ...],
-            }[str(f.type)]
-            values[f.name] = _CONVERTERS[kind](raw)  # type: ignore[index]
+            values[f.name] = _convert(str(f.type), raw)
     for key, value in overrides.items():
         if value is not None:
             values[key] = _csv(value) if key in ("windows", "dimensions") and isinstance(value, str) else value

@@ -46,6 +46,7 @@ class Record:
     offset: int
     raw: bytes | None
     timestamp_ms: int
+    key: bytes | None = None
 
 
 @dataclass
@@ -80,6 +81,11 @@ def dead_letter(topic: str, rec: Record, reason: str, detail: str, now_ms: int) 
         "raw_encoding": encoding,
         "received_at": iso(now_ms),
     }
+
+
+def _tombstone(key: bytes) -> ev.Customer:
+    customer_id = key.decode("utf-8", errors="replace")
+    return ev.Customer(customer_id, "cancelled", None, 0.0, {})
 
 
 class Folder:
@@ -192,6 +198,10 @@ class _PartitionBatch:
 
     def one(self, rec: Record) -> str:
         f = self.f
+        if rec.raw is None and f.topic == ev.TOPIC_CUSTOMERS and rec.key:
+            # A tombstone on the compacted customer topic: the customer left the base.
+            self.customer(_tombstone(rec.key), rec.offset)
+            return "applied"
         event = ev.decode(
             f.topic, rec.raw, self.now_ms, max_future_ms=f.max_future_ms, max_bytes=f.max_bytes
         )

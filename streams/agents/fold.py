@@ -7,7 +7,7 @@ The same adapter serves all four input topics; what differs per topic lives in
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -26,11 +26,10 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
     topic = app.topic(
         topic_name, key_serializer="raw", value_serializer="raw", partitions=s.partitions
     )
-    table = app.tables.add(
-        SourcePartitionedTable(
-            app, name=table_name, partitions=s.partitions, beacon=app.tables.beacon
-        )
+    table = SourcePartitionedTable(
+        app, name=table_name, partitions=s.partitions, beacon=app.tables.beacon
     )
+    app.tables.add(table)
     folder = Folder(
         topic_name,
         table,
@@ -45,13 +44,16 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
     last_expiry = [time.monotonic()]
 
     async def fold(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(s.batch_size, within=s.batch_within):
+        # take_events acks a batch only after this body ran, so offsets are committed only
+        # for folded events (faust-streaming 0.15; not part of the StreamT protocol).
+        async for events in cast(Any, stream).take_events(s.batch_size, within=s.batch_within):
             records = [
                 Record(
                     e.message.partition,
                     e.message.offset,
                     e.message.value,
                     int((e.message.timestamp or 0) * 1000),
+                    e.message.key,
                 )
                 for e in events
             ]
@@ -75,18 +77,18 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
         else:
             table[key] = value
     for dl in result.dead_letters:
-        key = f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode()
-        await producer.send(DEAD_LETTER, key, codecs.dumps(dl), None, None, None)
+        dl_key = f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode()
+        await producer.send(DEAD_LETTER, dl_key, codecs.dumps(dl), None, None, None)
     for fu in result.followups:
         await producer.send(
             FOLLOWUPS, fu["customer_id"].encode(), codecs.dumps(fu), None, None, None
         )
     partials = ctx.partials_topic
-    for key, value in result.partials:
+    for member_key, value in result.partials:
         value["ts"] = result.min_timestamp_ms
         await producer.send(
-            partials, key.encode(), codecs.dumps(value),
-            partition_of(key, s.partitions), None, None,
+            partials, member_key.encode(), codecs.dumps(value),
+            partition_of(member_key, s.partitions), None, None,
         )
     for p, wm in result.watermarks.items():
         msg = codecs.dumps({"wm_topic": topic_name, "s": f"{topic_name}:{p}", "wm": wm})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any, cast
 
 import faust
 
@@ -21,9 +22,10 @@ class MergeService:
         self.ctx = ctx
         s = ctx.settings
         app = ctx.app
-        self.table = app.tables.add(
-            MergeTable(app, name="merge", partitions=s.partitions, beacon=app.tables.beacon)
+        self.table = MergeTable(
+            app, name="merge", partitions=s.partitions, beacon=app.tables.beacon
         )
+        app.tables.add(self.table)
         self.merger = Merger(
             self.table,
             ctx.windows,
@@ -52,7 +54,7 @@ class MergeService:
         return not app.rebalancing and not app.in_recovery
 
     async def consume(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(5000, within=0.05):
+        async for events in cast(Any, stream).take_events(5000, within=0.05):
             async with self.lock:
                 touched: set[int] = set()
                 for e in events:
