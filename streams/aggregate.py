@@ -44,8 +44,8 @@ def table_partition(key: str, partitions: int) -> int:
 @dataclass
 class Emission:
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    gauges: list[tuple[Member, tuple[str, str, str, str], float | None, int, Any, Any]] = (
-        field(default_factory=list)
+    gauges: list[tuple[Member, tuple[str, str, str, str], float | None, int, Any, Any]] = field(
+        default_factory=list
     )
     processing_s: list[float] = field(default_factory=list)
     partitions: set[int] = field(default_factory=set)
@@ -190,9 +190,7 @@ class Merger:
         for w in self.windows:
             counts = self.window_counts(m, w, wm)
             start, end = w.bounds(wm)
-            for metric, score, definition in family_scores(
-                family, counts, self.min_sample, active
-            ):
+            for metric, score, definition in family_scores(family, counts, self.min_sample, active):
                 skey = f"{metric}|{w.name}|{dim}={member}"
                 signature = (start, score, counts.to_list(), active)
                 if self.signatures.get(skey) == signature:
@@ -221,8 +219,14 @@ class Merger:
                 }
                 out.records.append((skey, record))
                 out.gauges.append(
-                    (m, (metric, w.name, dim, member), score.value, score.n, score.ci95_low,
-                     score.ci95_high)
+                    (
+                        m,
+                        (metric, w.name, dim, member),
+                        score.value,
+                        score.n,
+                        score.ci95_low,
+                        score.ci95_high,
+                    )
                 )
         if changed:
             self.table[rkey] = revisions
@@ -236,7 +240,10 @@ class Merger:
             if len(parts) != 5 or parts[3] not in specs:
                 continue
             wm = self.watermark(parts[0]) if parts[0] in FAMILY_TOPIC else None
-            if wm is not None and not specs[parts[3]].is_live(int(parts[4]), wm):
-                if table_partition(key, self.partitions) in owned:
-                    dead.append(key)
+            if (
+                wm is not None
+                and not specs[parts[3]].is_live(int(parts[4]), wm)
+                and table_partition(key, self.partitions) in owned
+            ):
+                dead.append(key)
         return dead

@@ -49,11 +49,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     for topic_name, table_name in FOLD_TABLES.items():
         fold.register(ctx, topic_name, table_name)
-    MergeService(ctx)
+    merge = MergeService(ctx)
 
     @app.page("/metrics")
     async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return view.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
     app.cx_context = ctx  # type: ignore[attr-defined]
+    app.cx_merge = merge  # type: ignore[attr-defined]
     return app

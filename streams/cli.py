@@ -104,17 +104,38 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     host, port = _host_port(settings)
     os.makedirs(settings.data_dir, exist_ok=True)
     broker = EmbeddedBroker(port, host=host, log_path=os.path.join(settings.data_dir, "tansu.log"))
-    env = {**os.environ, "CX_BROKER": settings.broker, "CX_WEB_PORT": str(settings.web_port),
-           "CX_DATA_DIR": settings.data_dir, "CX_MIN_SAMPLE": str(settings.min_sample)}
+    env = {
+        **os.environ,
+        "CX_BROKER": settings.broker,
+        "CX_WEB_PORT": str(settings.web_port),
+        "CX_DATA_DIR": settings.data_dir,
+        "CX_MIN_SAMPLE": str(settings.min_sample),
+    }
     procs: list[subprocess.Popen[bytes]] = []
     with broker:
         cmd_topics(settings, args)
         cli = [sys.executable, "-m", "streams.cli"]
         worker_log = open(os.path.join(settings.data_dir, "worker.log"), "ab")  # noqa: SIM115
-        procs.append(subprocess.Popen([*cli, "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT))
-        procs.append(subprocess.Popen(
-            [*cli, "generate", "--scenario", "demo", "--realtime", "--rate", str(args.rate),
-             "--count", "0"], env=env, stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen([*cli, "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT)
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    *cli,
+                    "generate",
+                    "--scenario",
+                    "demo",
+                    "--realtime",
+                    "--rate",
+                    str(args.rate),
+                    "--count",
+                    "0",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
         print(
             f"CX Pulse demo running: broker {settings.broker}\n"
             f"  metrics:  http://127.0.0.1:{settings.web_port}/metrics  (cx_score series)\n"

@@ -15,9 +15,7 @@ def clean(value: str) -> str:
     return value.translate(_UNSAFE) if value else "unknown"
 
 
-def event_members(
-    dims: dict[str, str], dimensions: Iterable[str]
-) -> list[tuple[str, str]]:
+def event_members(dims: dict[str, str], dimensions: Iterable[str]) -> list[tuple[str, str]]:
     """Every ``(dimension, member)`` an event counts in; dimensions it lacks are skipped."""
     out = []
     for dim in dimensions:

@@ -10,15 +10,20 @@ from streams import codecs
 from streams.topics import SCORES
 
 
-async def latest_scores(bootstrap: str, *, idle_s: float = 2.0, topic: str = SCORES) -> dict[str, dict[str, Any]]:
+async def latest_scores(
+    bootstrap: str, *, idle_s: float = 2.0, topic: str = SCORES
+) -> dict[str, dict[str, Any]]:
     """Latest record per key, reading from the beginning until ``idle_s`` pass with nothing new.
 
     Reads until idle rather than to the end offsets: Tansu reports a partition's end offset as
     the base offset of its last record batch + 1, which can be short of the real end.
     """
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     latest: dict[str, dict[str, Any]] = {}
     await consumer.start()
@@ -44,11 +49,15 @@ def _fmt(value: Any) -> str:
 
 
 def format_table(
-    records: dict[str, dict[str, Any]], *, window: str | None = None,
-    dimension: str | None = None, metric: str | None = None,
+    records: dict[str, dict[str, Any]],
+    *,
+    window: str | None = None,
+    dimension: str | None = None,
+    metric: str | None = None,
 ) -> str:
     rows = [
-        r for r in records.values()
+        r
+        for r in records.values()
         if (window is None or r["window"] == window)
         and (dimension is None or r["dimension"] == dimension)
         and (metric is None or r["metric"] == metric)
@@ -60,7 +69,19 @@ def format_table(
     lines = [header]
     for r in rows:
         ci = "" if r.get("ci95_low") is None else f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]"
-        lines.append((r["metric"], r["window"], r["dimension"], r["member"], _fmt(r["value"]),
-                      ci, str(r["n"]), r["as_of"]))
+        lines.append(
+            (
+                r["metric"],
+                r["window"],
+                r["dimension"],
+                r["member"],
+                _fmt(r["value"]),
+                ci,
+                str(r["n"]),
+                r["as_of"],
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines
+    )

@@ -113,5 +113,9 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
             values[f.name] = _convert(str(f.type), raw)
     for key, value in overrides.items():
         if value is not None:
-            values[key] = _csv(value) if key in ("windows", "dimensions") and isinstance(value, str) else value
+            values[key] = (
+                _csv(value)
+                if key in ("windows", "dimensions") and isinstance(value, str)
+                else value
+            )
     return Settings(**values)  # type: ignore[arg-type]

@@ -5,13 +5,27 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Support latencies span seconds to weeks.
 LATENCY_BUCKETS = (
-    30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    86400,
+    172800,
+    604800,
 )
 PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SCORE_LABELS = ("metric", "window", "dimension", "member")
@@ -63,12 +77,16 @@ class Telemetry:
                 "cx_events", "Input records by outcome", ("topic", "outcome"), registry=r
             ),
             dead_letters=Counter(
-                "cx_dead_letters", "Dead-lettered records by reason", ("topic", "reason"),
+                "cx_dead_letters",
+                "Dead-lettered records by reason",
+                ("topic", "reason"),
                 registry=r,
             ),
             responses=Counter(
-                "cx_responses", "Survey responses applied, by category",
-                ("survey", "category", "segment", "channel"), registry=r,
+                "cx_responses",
+                "Survey responses applied, by category",
+                ("survey", "category", "segment", "channel"),
+                registry=r,
             ),
             cancellations=Counter(
                 "cx_cancellations", "Cancellations applied", ("segment",), registry=r
@@ -77,12 +95,18 @@ class Telemetry:
                 "cx_cancelled_mrr", "Monthly recurring revenue lost", ("segment",), registry=r
             ),
             first_response=Histogram(
-                "cx_support_first_response_seconds", "Ticket opened to first response",
-                ("channel",), buckets=LATENCY_BUCKETS, registry=r,
+                "cx_support_first_response_seconds",
+                "Ticket opened to first response",
+                ("channel",),
+                buckets=LATENCY_BUCKETS,
+                registry=r,
             ),
             resolution=Histogram(
-                "cx_support_resolution_seconds", "Ticket opened to resolved",
-                ("channel",), buckets=LATENCY_BUCKETS, registry=r,
+                "cx_support_resolution_seconds",
+                "Ticket opened to resolved",
+                ("channel",),
+                buckets=LATENCY_BUCKETS,
+                registry=r,
             ),
             score=Gauge("cx_score", "Current windowed score value", SCORE_LABELS, registry=r),
             score_samples=Gauge(
@@ -95,16 +119,22 @@ class Telemetry:
                 "cx_score_ci95_high", "Upper 95% bound of cx_score", SCORE_LABELS, registry=r
             ),
             alerts_firing=Gauge(
-                "cx_alerts_firing", "1 while an alert episode is open",
-                ("rule", "dimension", "member"), registry=r,
+                "cx_alerts_firing",
+                "1 while an alert episode is open",
+                ("rule", "dimension", "member"),
+                registry=r,
             ),
             watermark_lag=Gauge(
-                "cx_watermark_lag_seconds", "Wall clock minus the topic watermark", ("topic",),
+                "cx_watermark_lag_seconds",
+                "Wall clock minus the topic watermark",
+                ("topic",),
                 registry=r,
             ),
             processing=Histogram(
-                "cx_processing_seconds", "Ingest (broker timestamp) to score update",
-                buckets=PROCESSING_BUCKETS, registry=r,
+                "cx_processing_seconds",
+                "Ingest (broker timestamp) to score update",
+                buckets=PROCESSING_BUCKETS,
+                registry=r,
             ),
             scores_emitted=Counter(
                 "cx_scores_emitted", "Score records published to cx.scores", registry=r
@@ -113,23 +143,23 @@ class Telemetry:
         )
 
     def set_score(
-        self, labels: tuple[str, str, str, str], value: float | None, n: int,
-        low: float | None, high: float | None,
+        self,
+        labels: tuple[str, str, str, str],
+        value: float | None,
+        n: int,
+        low: float | None,
+        high: float | None,
     ) -> None:
         """Gauges of one score; the value series is absent while the value is null."""
         self.score_samples.labels(*labels).set(n)
         for gauge, v in ((self.score, value), (self.score_ci_low, low), (self.score_ci_high, high)):
             if v is None:
-                try:
+                with contextlib.suppress(KeyError):
                     gauge.remove(*labels)
-                except KeyError:
-                    pass
             else:
                 gauge.labels(*labels).set(v)
 
     def drop_score(self, labels: tuple[str, str, str, str]) -> None:
         for gauge in (self.score, self.score_samples, self.score_ci_low, self.score_ci_high):
-            try:
+            with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
-            except KeyError:
-                pass

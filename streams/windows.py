@@ -55,6 +55,8 @@ def window_specs(window_seconds: dict[str, int]) -> tuple[WindowSpec, ...]:
 
 def iso(ms: int) -> str:
     """RFC 3339 UTC with millisecond precision: ``2026-11-22T10:00:00.000Z``."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )

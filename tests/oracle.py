@@ -38,8 +38,14 @@ def member_of(event: dict[str, Any], dimension: str) -> str | None:
     return "+".join(dims[p] for p in parts)
 
 
-def in_window(events: list[dict[str, Any]], rec: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
-    return [e for e in events if start <= e["t"] < end and member_of(e, rec["dimension"]) == rec["member"]]
+def in_window(
+    events: list[dict[str, Any]], rec: dict[str, Any], start: int, end: int
+) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if start <= e["t"] < end and member_of(e, rec["dimension"]) == rec["member"]
+    ]
 
 
 def _nps(scores: list[int]) -> dict[str, Any]:
@@ -145,7 +151,10 @@ def _quantile(values: list[float], q: float) -> float:
 
 def _support(truth: Truth, rec: dict[str, Any], min_sample: int) -> dict[str, Any]:
     evs = in_window(_support_latencies(truth), rec, rec["_start_ms"], rec["_end_ms"])
-    count = {s: sum(e["status"] == s for e in evs) for s in ("opened", "responded", "resolved", "reopened")}
+    count = {
+        s: sum(e["status"] == s for e in evs)
+        for s in ("opened", "responded", "resolved", "reopened")
+    }
     metric = rec["metric"]
     if metric == "ticket_volume":
         return {"value": float(count["opened"]), "n": count["opened"]}

@@ -87,8 +87,12 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
     for member_key, value in result.partials:
         value["ts"] = result.min_timestamp_ms
         await producer.send(
-            partials, member_key.encode(), codecs.dumps(value),
-            partition_of(member_key, s.partitions), None, None,
+            partials,
+            member_key.encode(),
+            codecs.dumps(value),
+            partition_of(member_key, s.partitions),
+            None,
+            None,
         )
     for p, wm in result.watermarks.items():
         msg = codecs.dumps({"wm_topic": topic_name, "s": f"{topic_name}:{p}", "wm": wm})

@@ -39,7 +39,9 @@ class MergeService:
         # ^ member (family, dimension, member) -> label sets of its cx_score series
         self.last_expiry = time.monotonic()
         topic = app.topic(
-            ctx.partials_topic, key_serializer="raw", value_serializer="raw",
+            ctx.partials_topic,
+            key_serializer="raw",
+            value_serializer="raw",
             partitions=s.partitions,
         )
         app.agent(topic, name="merge")(self.consume)

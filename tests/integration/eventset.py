@@ -139,7 +139,9 @@ def build(seed: int, now_ms: int, n_surveys: int = 1500, n_tickets: int = 150) -
     # Phase 1: all valid events in event-time order, so the only late events are phase 2's.
     timed.sort(key=lambda item: item[0])
     # Hold back a late slice: older than the watermark by > 5 min, sent in phase 2.
-    late = [x for x in timed if x[2] and x[2][0] == "surveys" and top - 50 * MIN < x[0] < top - 20 * MIN]
+    late = [
+        x for x in timed if x[2] and x[2][0] == "surveys" and top - 50 * MIN < x[0] < top - 20 * MIN
+    ]
     late = late[: len(late) // 3]
     late_ids = {id(x) for x in late}
     for _t, msg, (kind, truth) in [x for x in timed if id(x) not in late_ids]:  # type: ignore[misc]

@@ -135,7 +135,9 @@ async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes, bytes | N
     return count
 
 
-async def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, Any]]:
+async def read_all(
+    bootstrap: str, topic: str, idle_s: float = 3.0
+) -> list[tuple[bytes | None, Any]]:
     """Every message of ``topic`` (key, decoded JSON value), read until idle for ``idle_s``."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)  # fmt: skip

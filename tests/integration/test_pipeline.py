@@ -49,25 +49,36 @@ def _ms(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _run(workers_n: int, broker: EmbeddedBroker, tmp_path: Path) -> tuple[eventset.EventSet, dict[str, Any], list[Any], dict[tuple[str, str], float]]:
+def _run(
+    workers_n: int, broker: EmbeddedBroker, tmp_path: Path
+) -> tuple[eventset.EventSet, dict[str, Any], list[Any], dict[tuple[str, str], float]]:
     settings = _settings(broker)
     asyncio.run(create_topics(broker.bootstrap, topic_specs(settings)))
     es = eventset.build(seed=11, now_ms=int(time.time() * 1000))
     workers = [harness.Worker(settings, tmp_path, f"w{i}") for i in range(workers_n)]
     try:
-        def fail() -> str:
-            return "\n---\n".join(w.log_tail() for w in workers) + f"\n{harness.events_total(workers)}"
 
-        harness.wait_until(lambda: all(w.samples() is not None for w in workers), 60, "workers up", fail)
+        def fail() -> str:
+            return (
+                "\n---\n".join(w.log_tail() for w in workers) + f"\n{harness.events_total(workers)}"
+            )
+
+        harness.wait_until(
+            lambda: all(w.samples() is not None for w in workers), 60, "workers up", fail
+        )
         asyncio.run(harness.produce(broker.bootstrap, es.phase1))
         harness.wait_until(
-            lambda: sum(harness.events_total(workers).values()) >= len(es.phase1), 120,
-            "phase 1 folded", fail,
+            lambda: sum(harness.events_total(workers).values()) >= len(es.phase1),
+            120,
+            "phase 1 folded",
+            fail,
         )
         asyncio.run(harness.produce(broker.bootstrap, es.phase2))
         harness.wait_until(
-            lambda: sum(harness.events_total(workers).values()) >= es.total, 120,
-            "phase 2 folded", fail,
+            lambda: sum(harness.events_total(workers).values()) >= es.total,
+            120,
+            "phase 2 folded",
+            fail,
         )
         time.sleep(3)  # let throttled score emission catch up (emit_interval 0.3 s)
         totals = harness.events_total(workers)
@@ -111,7 +122,9 @@ def _check_scores(es: eventset.EventSet, latest: dict[str, Any]) -> int:
         elif want["value"] is None:
             assert rec["value"] is None, where
         else:
-            assert rec["value"] is not None and math.isclose(rec["value"], want["value"], rel_tol=1e-9, abs_tol=1e-9), where
+            assert rec["value"] is not None and math.isclose(
+                rec["value"], want["value"], rel_tol=1e-9, abs_tol=1e-9
+            ), where
             for bound in ("ci95_low", "ci95_high"):
                 if bound in want:
                     assert math.isclose(rec[bound], want[bound], abs_tol=1e-9), where
@@ -119,7 +132,9 @@ def _check_scores(es: eventset.EventSet, latest: dict[str, Any]) -> int:
     return checked
 
 
-def _check_outcomes(es: eventset.EventSet, dead: list[Any], totals: dict[tuple[str, str], float]) -> None:
+def _check_outcomes(
+    es: eventset.EventSet, dead: list[Any], totals: dict[tuple[str, str], float]
+) -> None:
     reasons = Counter(d["reason"] for d in dead)
     assert reasons == es.dead
     assert sum(totals.values()) == es.total
@@ -128,7 +143,12 @@ def _check_outcomes(es: eventset.EventSet, dead: list[Any], totals: dict[tuple[s
         outcomes[outcome] += int(v)
     assert outcomes["duplicate"] == es.duplicates
     assert outcomes["dead_letter"] == sum(es.dead.values())
-    valid = len(es.truth.surveys) + len(es.truth.support) + len(es.truth.cancellations) + len(es.truth.customers)
+    valid = (
+        len(es.truth.surveys)
+        + len(es.truth.support)
+        + len(es.truth.cancellations)
+        + len(es.truth.customers)
+    )
     assert outcomes["applied"] + outcomes["late"] == valid
     assert outcomes["late"] > 0
     for d in dead:

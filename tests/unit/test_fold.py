@@ -24,7 +24,9 @@ def _folder(topic: str, table: dict[str, Any]) -> Folder:
     return Folder(topic, table, WINDOWS, DIMS, retention_ms=86_400_000)
 
 
-def _records(topic: str, n: int, partitions: int = 2, seed: int = 3, customers: int = 50) -> list[Record]:
+def _records(
+    topic: str, n: int, partitions: int = 2, seed: int = 3, customers: int = 50
+) -> list[Record]:
     offsets = [0] * partitions
     out = []
     for t, key, value in generate(seed, n, T0, rate_per_s=5.0, customers=customers):
@@ -108,12 +110,17 @@ def test_duplicates_count_once_and_replays_are_not_duplicates() -> None:
     assert again.outcomes == out.outcomes
     # the same ids at new offsets are duplicates
     last = {r.partition: r.offset for r in records}
-    redelivered = [Record(r.partition, last[r.partition] + 1 + i, r.raw, T0, r.key) for i, r in enumerate(records)]
+    redelivered = [
+        Record(r.partition, last[r.partition] + 1 + i, r.raw, T0, r.key)
+        for i, r in enumerate(records)
+    ]
     dup = folder.fold(redelivered, NOW)
     assert dup.outcomes["duplicate"] == out.outcomes["applied"] + out.outcomes["late"]
 
 
-def _merge(partials: list[tuple[str, dict[str, Any]]], order_seed: int | None = None, twice: bool = False) -> list[Any]:
+def _merge(
+    partials: list[tuple[str, dict[str, Any]]], order_seed: int | None = None, twice: bool = False
+) -> list[Any]:
     table: dict[str, Any] = {}
     merger = Merger(table, WINDOWS, partitions=1, min_sample=5)
     msgs = list(partials) * (2 if twice else 1)

@@ -1,0 +1,132 @@
+"""Agent tests with Faust's ``agent.test_context()``: no broker, the real agents and tables."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streams.aggregate import table_partition
+from streams.app import create_app
+from streams.settings import Settings
+from streams.tables import MergeTable, SourcePartitionedTable
+
+NOW_ISO = "2026-11-24T01:00:00Z"
+
+
+@pytest.fixture
+def app_and_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Any, CollectorRegistry, list[tuple[str, Any, Any, Any]]]:
+    registry = CollectorRegistry()
+    app = create_app(Settings(app_id="agent-test", web_port=16999, partitions=4), registry)
+    sent: list[tuple[str, Any, Any, Any]] = []
+
+    async def record(
+        topic: str, key: Any, value: Any, partition: Any, *args: Any, **kw: Any
+    ) -> Any:
+        sent.append((topic, key, value, partition))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def flush() -> None:
+        return None
+
+    monkeypatch.setattr(app.producer, "send", record)
+    monkeypatch.setattr(app.producer, "flush", flush)
+    return app, registry, sent
+
+
+def _survey(rid: str, score: int, **extra: Any) -> bytes:
+    return orjson.dumps({"response_id": rid, "customer_id": "c1", "survey": "nps", "score": score,
+                         "occurred_at": NOW_ISO, "segment": "smb", "channel": "chat", **extra})  # fmt: skip
+
+
+async def test_fold_agent_folds_dedupes_and_dead_letters(app_and_sent: Any) -> None:
+    app, registry, sent = app_and_sent
+    agent = app.agents["fold-surveys"]
+    async with agent.test_context() as ctx:
+        await ctx.put(_survey("r1", 3, comment="too slow"), key=b"c1")
+        await ctx.put(_survey("r2", 10), key=b"c1")
+        await ctx.put(_survey("r1", 3), key=b"c1")  # duplicate id
+        await ctx.put(b"{broken", key=b"c1")
+        await asyncio.sleep(0.5)  # take_events(within=0.2) closes the batch
+    table = app.tables["fold-surveys"]
+    nps_all = [v for k, v in table.items() if "|k|nps|all|all|1h|" in k]
+    assert nps_all and nps_all[0][1] == [2, 1, 0, 1]  # n, promoters, passives, detractors
+
+    def events(outcome: str) -> float | None:
+        return registry.get_sample_value(
+            "cx_events_total", {"topic": "cx.survey-responses", "outcome": outcome}
+        )
+
+    assert events("applied") == 2 and events("duplicate") == 1 and events("dead_letter") == 1
+    topics = [s[0] for s in sent]
+    assert topics.count("cx.dead-letter") == 1
+    assert topics.count("cx.followups") == 1  # the detractor r1, once
+    dl = orjson.loads(next(s[2] for s in sent if s[0] == "cx.dead-letter"))
+    assert dl["reason"] == "not_json" and dl["raw"] == "{broken"
+    partials = [s for s in sent if s[0] == "agent-test-partials" and s[1] != b"#wm"]
+    assert {s[1] for s in partials} >= {b"nps|all|all", b"nps|segment|smb", b"nps|channel|chat"}
+    assert (
+        registry.get_sample_value(
+            "cx_responses_total",
+            {"survey": "nps", "category": "detractor", "segment": "smb", "channel": "chat"},
+        )
+        == 1
+    )
+
+
+async def test_merge_agent_emits_scores_and_gauges(app_and_sent: Any) -> None:
+    app, registry, sent = app_and_sent
+    merge = app.agents["merge"]
+    service = app.cx_merge
+    service.owned_partitions = lambda: {0, 1, 2, 3}  # no consumer group in a test context
+    snapshot = {"s": "cx.survey-responses:0", "wm": 1_795_482_000_000, "ts": None,
+                "b": [["1h", 29_924_700, 5, [40, 30, 10, 0]]]}  # fmt: skip
+    async with merge.test_context() as ctx:
+        await ctx.put(orjson.dumps({"wm_topic": "cx.survey-responses", "s": "cx.survey-responses:0",
+                                    "wm": 1_795_482_000_000}), key=b"#wm")  # fmt: skip
+        await ctx.put(orjson.dumps(snapshot), key=b"nps|all|all")
+        await asyncio.sleep(0.3)
+        await service.tick()
+    table = app.tables["merge"]
+    assert table["nps|all|all|1h|29924700"] == {"cx.survey-responses:0": [5, [40, 30, 10, 0]]}
+    scores = {s[1].decode(): orjson.loads(s[2]) for s in sent if s[0] == "cx.scores"}
+    rec = scores["nps|1h|all=all"]
+    assert rec["value"] == pytest.approx(100 * (30 - 0) / 40) and rec["n"] == 40
+    assert rec["window_end"] == "2026-11-24T01:01:00.000Z" and rec["revision"] == 0
+    assert scores["nps|5m|all=all"]["value"] is None  # nothing in the last 5 minutes
+    labels = {"metric": "nps", "window": "1h", "dimension": "all", "member": "all"}
+    assert registry.get_sample_value("cx_score", labels) == pytest.approx(75.0)
+    assert registry.get_sample_value("cx_score_samples", labels) == 40
+    assert registry.get_sample_value("cx_score", {**labels, "window": "5m"}) is None
+
+
+def test_tables_name_their_changelog_partition() -> None:
+    """Guard for faust-streaming upgrades: Table.on_key_set must route through
+    partition_for_key, which our tables answer from the key (no current event needed)."""
+    app = create_app(Settings(app_id="tables-test", web_port=16999, partitions=4))
+    fold = app.tables["fold-surveys"]
+    merge = app.tables["merge"]
+    assert isinstance(fold, SourcePartitionedTable) and isinstance(merge, MergeTable)
+    assert fold.partition_for_key("3|k|nps|all|all|1h|1") == 3
+    assert merge.partition_for_key("nps|all|all|1h|1") == table_partition("nps|all|all|1h|1", 4)
+    assert merge.partition_for_key("#wm|2") == 2
+    calls: list[Any] = []
+
+    class Sent:
+        class message:  # noqa: N801 - mimics FutureMessage.message
+            partition = 3
+
+    def fake_send(partition: Any, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
+        calls.append(partition)
+        return Sent
+
+    fold.send_changelog = fake_send  # type: ignore[method-assign]
+    fold.on_key_set("3|x", [1])  # outside any stream iteration: stock Table would raise
+    assert calls == [3]
