@@ -173,7 +173,9 @@ class Scenario:
 SCENARIOS = {
     "steady": Scenario("steady"),
     "spike": Scenario("spike", spike_segment="enterprise"),
-    "demo": Scenario("demo", spike_segment="enterprise", spike_after_s=20, spike_duration_s=600),
+    "demo": Scenario(
+        "demo", spike_segment="enterprise", spike_after_s=20, spike_duration_s=600, history_s=240
+    ),
 }
 
 
