@@ -29,7 +29,7 @@ from typing import Any
 from streams import events as ev
 from streams.dims import MemberCap, event_members
 from streams.metrics.stats import FAMILIES, SupportCounts, category
-from streams.windows import WindowSpec, iso
+from streams.windows import BUCKETS_PER_WINDOW, WindowSpec, iso
 
 FAMILY_TOPIC = {
     "nps": ev.TOPIC_SURVEYS,
@@ -167,6 +167,8 @@ class _PartitionBatch:
         self.wm: int | None = progress[1]
         self.cap = MemberCap(folder.max_members, folder.table.get(f"{p}|m"))
         self.touched: dict[tuple[str, str, str], set[tuple[str, int]]] = {}
+        self.work: dict[str, list[Any]] = {}  # count key -> [marker, counts object]
+        self.grid = [(w.name, w.granularity_ms) for w in folder.windows]
         self.active_touched: set[tuple[str, str]] = set()
         self.last_offset = self.done_offset
 
@@ -186,6 +188,7 @@ class _PartitionBatch:
             return
         if self.cap.changed:
             self.dirty[f"{self.p}|m"] = self.cap.dump()
+        self.materialize()
         self.publish()
         self.out.progress[f"{self.p}|p"] = [self.last_offset, self.wm]
         if self.wm is not None:
@@ -235,21 +238,32 @@ class _PartitionBatch:
         """Apply ``apply(counts)`` to every live bucket of every member of the event."""
         cls = FAMILIES[family]
         wm = self.wm if self.wm is not None else t
+        work = self.work
+        p = self.p
         for dim, member in event_members(dims, self.f.dimensions):
             member = self.cap.fold(dim, member)
             touched = self.touched.setdefault((family, dim, member), set())
-            for w in self.f.windows:
-                b = w.bucket(t)
-                if not w.is_live(b, wm):
-                    continue
-                key = f"{self.p}|k|{family}|{dim}|{member}|{w.name}|{b}"
-                touched.add((w.name, b))
-                value = self.get(key)
-                if value is not None and value[0] >= offset:
+            for name, g in self.grid:
+                b = t // g
+                if b < wm // g + 1 - BUCKETS_PER_WINDOW:
+                    continue  # no current or future window holds this bucket
+                key = f"{p}|k|{family}|{dim}|{member}|{name}|{b}"
+                touched.add((name, b))
+                slot = work.get(key)
+                if slot is None:
+                    value = self.get(key)
+                    slot = [value[0], cls.from_list(value[1])] if value else [-1, cls.empty()]
+                    work[key] = slot
+                if slot[0] >= offset:
                     continue  # already folded before a restart
-                counts = cls.from_list(value[1]) if value is not None else cls.empty()
-                apply(counts)
-                self.dirty[key] = [offset, counts.to_list()]
+                apply(slot[1])
+                slot[0] = offset
+
+    def materialize(self) -> None:
+        """Counts objects of this batch -> the compact stored form, once per key."""
+        for key, (marker, counts) in self.work.items():
+            self.dirty[key] = [marker, counts.to_list()]
+        self.work.clear()
 
     def survey(self, e: ev.Survey, offset: int) -> None:
         lo, hi = e.scale_min, e.scale_max
