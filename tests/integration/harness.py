@@ -152,3 +152,83 @@ async def read_all(
                 out.extend((m.key, codecs.loads(m.value)) for m in messages if m.value is not None)
     finally:
         await consumer.stop()
+
+
+async def produce_tracked(bootstrap: str, messages: Iterable[tuple[str, bytes, bytes | None]]) -> dict[tuple[str, int], int]:
+    """Produce in order; return the next offset to consume per (topic, partition) once all
+    are written (the committed offset a consumer group reaches when it has read everything)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                enable_idempotence=False)  # fmt: skip
+    await producer.start()
+    ends: dict[tuple[str, int], int] = {}
+    try:
+        futures = []
+        for topic, key, value in messages:
+            futures.append(await producer.send(topic, value, key=key))
+            if len(futures) >= 5000:
+                for md in await asyncio.gather(*futures):
+                    tp = (md.topic, md.partition)
+                    ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+                futures = []
+        for md in await asyncio.gather(*futures):
+            tp = (md.topic, md.partition)
+            ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+    finally:
+        await producer.stop()
+    return ends
+
+
+async def committed(bootstrap: str, group: str, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The consumer group's committed offsets (OffsetFetch through a consumer that never joins
+    the group: Tansu does not answer aiokafka's admin list_consumer_group_offsets)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    out = {}
+    try:
+        for topic, partition in tps:
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            if offset is not None:
+                out[(topic, partition)] = offset
+    finally:
+        await consumer.stop()
+    return out
+
+
+def comparable(records: dict[str, Any]) -> dict[str, Any]:
+    """Latest score records without the fields that legitimately differ between runs."""
+    return {
+        k: {f: v for f, v in r.items() if f not in ("revision", "emitted_at")}
+        for k, r in records.items()
+    }
+
+
+async def message_counts(bootstrap: str, topic: str, idle_s: float = 1.0) -> dict[tuple[str, int], int]:
+    """Next offset after the last message, per partition, by reading the topic (Tansu's
+    ListOffsets answer can be short of the real end, see streams/scores_view.py)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None, fetch_max_bytes=50 * 2**20)  # fmt: skip
+    ends: dict[tuple[str, int], int] = {}
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=50_000)
+            if not batch:
+                return ends
+            for tp, messages in batch.items():
+                ends[(tp.topic, tp.partition)] = messages[-1].offset + 1
+    finally:
+        await consumer.stop()
+
+
+def caught_up(bootstrap: str, group: str, input_ends: dict[tuple[str, int], int], partials: str) -> bool:
+    """Stage 1 has committed every input record and stage 2 every partials message."""
+    if not all(o >= input_ends[tp] for tp, o in asyncio.run(committed(bootstrap, group, input_ends)).items()) or len(
+        asyncio.run(committed(bootstrap, group, input_ends))
+    ) < len(input_ends):
+        return False
+    ends = asyncio.run(message_counts(bootstrap, partials))
+    got = asyncio.run(committed(bootstrap, group, ends))
+    return all(got.get(tp, 0) >= end for tp, end in ends.items())

@@ -1,0 +1,136 @@
+"""SPEC §8 under failure: SIGKILL at random moments, a worker joining and leaving. The final
+latest ``cx.scores`` records must equal those of a clean single-worker run over the same input.
+
+Sizes are small here so ``make test`` stays quick; ``make chaos`` runs the full size
+(``CX_CHAOS_EVENTS`` / ``CX_CHAOS_KILLS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from streams.generate import generate
+from streams.settings import Settings
+from streams.topics import INPUTS, create_topics, topic_specs
+from tests.integration import harness
+
+pytestmark = pytest.mark.integration
+
+EVENTS = int(os.environ.get("CX_CHAOS_EVENTS", "15000"))
+KILLS = int(os.environ.get("CX_CHAOS_KILLS", "4"))
+START_MS = int(time.time() * 1000) - 3 * 86_400_000  # fixed for the whole session
+
+
+def _messages() -> list[tuple[str, bytes, bytes | None]]:
+    msgs: list[tuple[str, bytes, bytes | None]] = list(
+        generate(21, EVENTS, START_MS, rate_per_s=EVENTS / (2.5 * 86_400), customers=800)
+    )
+    rng = random.Random(5)
+    msgs += rng.sample(msgs, len(msgs) // 50)  # 2% redelivered duplicates
+    msgs.append(("cx.survey-responses", b"c-bad", b"{not json"))
+    return msgs
+
+
+def _settings(broker: EmbeddedBroker, app_id: str) -> Settings:
+    return Settings(broker=broker.url, app_id=app_id, partitions=4, min_sample=5,
+                    emit_interval=0.3, session_timeout=6.0, batch_within=0.1,
+                    dimensions=("all", "segment", "channel"))  # fmt: skip
+
+
+@pytest.fixture
+def brokers(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, EmbeddedBroker]]:
+    with EmbeddedBroker(log_path=tmp_path / "a.log") as a, EmbeddedBroker(log_path=tmp_path / "b.log") as b:
+        yield a, b
+
+
+def _setup(broker: EmbeddedBroker, app_id: str) -> tuple[Settings, dict[tuple[str, int], int]]:
+    settings = _settings(broker, app_id)
+    asyncio.run(create_topics(broker.bootstrap, topic_specs(settings)))
+    ends = asyncio.run(harness.produce_tracked(broker.bootstrap, _messages()))
+    return settings, {tp: o for tp, o in ends.items() if tp[0] in INPUTS}
+
+
+def _done(broker: EmbeddedBroker, group: str, ends: dict[tuple[str, int], int]) -> bool:
+    return harness.caught_up(broker.bootstrap, group, ends, f"{group}-partials")
+
+
+def _final_scores(broker: EmbeddedBroker) -> dict[str, Any]:
+    """Latest records once both stages have caught up (the caller waited for that) and the
+    throttled emission (0.3 s) has run: no new score record for 3 s."""
+    seen = -1
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        latest = asyncio.run(harness.read_all(broker.bootstrap, "cx.scores", idle_s=3.0))
+        if len(latest) == seen:
+            return harness.comparable({k.decode(): v for k, v in latest if k is not None})
+        seen = len(latest)
+    raise AssertionError("cx.scores never settled")
+
+
+def _clean_run(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, Any]:
+    settings, ends = _setup(broker, "cx-clean")
+    w = harness.Worker(settings, tmp_path, "clean")
+    try:
+        harness.wait_until(lambda: _done(broker, "cx-clean", ends), 300, "clean run", w.log_tail)
+        scores = _final_scores(broker)
+    finally:
+        w.stop()
+    assert len(scores) > 500
+    return scores
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    keys = sorted(set(a) ^ set(b))[:5]
+    changed = [k for k in sorted(set(a) & set(b)) if a[k] != b[k]][:3]
+    return f"only in one: {keys}\nchanged: " + "\n".join(f"{k}: {a[k]} != {b[k]}" for k in changed)
+
+
+def test_sigkill_at_random_moments_gives_clean_run_scores(brokers: Any, tmp_path: Path) -> None:
+    clean_broker, chaos_broker = brokers
+    clean = _clean_run(clean_broker, tmp_path)
+    settings, ends = _setup(chaos_broker, "cx-chaos")
+    rng = random.Random(99)
+    kills = 0
+    worker = harness.Worker(settings, tmp_path, "chaos-0")
+    try:
+        while kills < KILLS:
+            time.sleep(rng.uniform(1.0, 6.0))
+            worker.stop(signal.SIGKILL)
+            kills += 1
+            worker = harness.Worker(settings, tmp_path, f"chaos-{kills}")
+        harness.wait_until(lambda: _done(chaos_broker, "cx-chaos", ends), 300, "chaos run", worker.log_tail)
+        scores = _final_scores(chaos_broker)
+    finally:
+        worker.stop()
+    assert kills >= 1
+    assert scores == clean, _diff(scores, clean)
+
+
+def test_worker_joining_and_leaving_gives_clean_run_scores(brokers: Any, tmp_path: Path) -> None:
+    clean_broker, other_broker = brokers
+    clean = _clean_run(clean_broker, tmp_path)
+    settings, ends = _setup(other_broker, "cx-scale")
+    first = harness.Worker(settings, tmp_path, "scale-1")
+    second = None
+    try:
+        time.sleep(3)
+        second = harness.Worker(settings, tmp_path, "scale-2")  # joins: rebalance
+        time.sleep(8)
+        second.stop()  # leaves gracefully (SIGTERM): another rebalance
+        harness.wait_until(lambda: _done(other_broker, "cx-scale", ends), 300, "scale run", first.log_tail)
+        scores = _final_scores(other_broker)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert scores == clean, _diff(scores, clean)
