@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint typecheck format bench clean
+.PHONY: install tools demo test unit integration chaos lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,17 +14,28 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's prometheus package (prometheus + promtool) for the rule and scrape tests.
+tools:
+	bash scripts/ensure-tools.sh
+
 demo: install
 	$(BIN)/cxpulse demo
 
-test: install
+test: install tools
 	$(BIN)/pytest -q tests
 
 unit: install
 	$(BIN)/pytest -q tests/unit tests/agents
 
-integration: install
+integration: install tools
 	$(BIN)/pytest -q tests/integration
+
+# The full-size fault-injection run (make test runs a smaller one).
+chaos: install
+	CX_CHAOS_EVENTS=200000 CX_CHAOS_KILLS=20 $(BIN)/pytest -q tests/integration/test_chaos.py
+
+bench: install
+	$(BIN)/cxpulse bench --json --out bench.json
 
 lint: install
 	$(BIN)/ruff check streams tests

@@ -9,9 +9,10 @@ set -euo pipefail
 
 PACKAGES=()
 command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus)
+command -v amtool >/dev/null 2>&1 || PACKAGES+=(prometheus-alertmanager)
 
 if [ "${#PACKAGES[@]}" -eq 0 ]; then
-    echo "ensure-tools: promtool present ($(command -v promtool))"
+    echo "ensure-tools: promtool and amtool present"
     exit 0
 fi
 

@@ -198,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--idle", type=float, default=2.0, help="stop reading after idle seconds")
     scores.set_defaults(fn=cmd_scores)
 
+    from streams import bench, replay
+
+    _add_settings_options(replay.add_parser(sub))
+    bench.add_parser(sub)
+
     demo = add("demo", "embedded broker + worker + generator with a detractor spike")
     demo.add_argument("--rate", type=float, default=100.0)
     demo.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")

@@ -90,6 +90,11 @@ def _clean_run(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, Any]:
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    import json
+
+    Path(os.environ.get("CX_CHAOS_DUMP", "/tmp/cx-chaos-diff.json")).write_text(
+        json.dumps({"got": a, "clean": b}, sort_keys=True)
+    )
     keys = sorted(set(a) ^ set(b))[:5]
     changed = [k for k in sorted(set(a) & set(b)) if a[k] != b[k]][:3]
     return f"only in one: {keys}\nchanged: " + "\n".join(f"{k}: {a[k]} != {b[k]}" for k in changed)
