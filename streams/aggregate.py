@@ -21,10 +21,11 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.alerting import AlertEngine, Transition
 from streams.metrics.scores import family_scores
 from streams.metrics.stats import FAMILIES
 from streams.state import FAMILY_TOPIC
-from streams.windows import WindowSpec, iso
+from streams.windows import BUCKETS_PER_WINDOW, WindowSpec, iso
 
 Member = tuple[str, str, str]  # family, dimension, member
 
@@ -44,6 +45,8 @@ def table_partition(key: str, partitions: int) -> int:
 @dataclass
 class Emission:
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    alerts: list[Transition] = field(default_factory=list)
+    firing: list[tuple[str, str, str, bool]] = field(default_factory=list)  # rule, dim, member
     gauges: list[tuple[Member, tuple[str, str, str, str], float | None, int, Any, Any]] = field(
         default_factory=list
     )
@@ -60,7 +63,10 @@ class Merger:
         partitions: int,
         min_sample: int,
         emit_interval_ms: int = 1000,
+        alerts: AlertEngine | None = None,
     ) -> None:
+        self.alerts = alerts
+        self.spec = {w.name: w for w in windows}
         self.table = table
         self.windows = windows
         self.partitions = partitions
@@ -230,7 +236,67 @@ class Merger:
                 )
         if changed:
             self.table[rkey] = revisions
+        if self.alerts is not None and family in self.alerts.config.families():
+            self._alerts(m, now_ms, out)
         return changed
+
+    def _alerts(self, m: Member, now_ms: int, out: Emission) -> None:
+        """Evaluate the member's rules at every step boundary passed since the last time."""
+        assert self.alerts is not None
+        config = self.alerts.config
+        low = self.low_watermark(m[0])
+        if low is None:
+            return
+        ekey = f"{m[0]}|{m[1]}|{m[2]}|#e"
+        states = dict(self.table.get(ekey) or {})
+        before = dict(states)
+        step = config.step_ms
+        target = low // step * step
+        last = states.get("_step")
+        first = target - (config.max_steps - 1) * step
+        if last is not None:
+            first = max(first, last + step)
+        short_w, base_w = self.spec[config.short_window], self.spec[config.baseline_window]
+        firing: dict[str, bool] = {}
+        for e in range(first, target + 1, step):
+            short = self.bucket_sum(m, short_w, e // short_w.granularity_ms)
+            # the baseline: complete baseline-grid buckets that end before the short window
+            base = self.bucket_sum(m, base_w, (e - short_w.size_ms) // base_w.granularity_ms)
+            transitions, firing = self.alerts.evaluate(m, short, base, states, e, now_ms)
+            out.alerts.extend(transitions)
+        if target >= first:
+            states["_step"] = target
+        if states != before:
+            self.table[ekey] = states
+        if not firing:
+            firing = {
+                rule: bool(v[0])
+                for rule, v in states.items()
+                if not rule.startswith("_") and ":" not in rule
+            }
+        out.firing.extend((rule, m[1], m[2], on) for rule, on in firing.items())
+
+    def bucket_sum(self, m: Member, w: WindowSpec, end_bucket: int) -> Any:
+        """Counts of the 60 buckets of ``w`` before ``end_bucket`` (exclusive)."""
+        cls: Any = FAMILIES[m[0]]
+        counts = cls.empty()
+        prefix = f"{m[0]}|{m[1]}|{m[2]}|{w.name}|"
+        for b in range(end_bucket - BUCKETS_PER_WINDOW, end_bucket):
+            snap = self.table.get(f"{prefix}{b}")
+            if snap:
+                for src in sorted(snap):
+                    counts.iadd(cls.from_list(snap[src][1]))
+        return counts
+
+    def low_watermark(self, family: str, idle_ms: int = 600_000) -> int | None:
+        """The lowest source-partition watermark, ignoring partitions more than ``idle_ms``
+        behind the highest (idle ones would hold alerts back forever): events before it have
+        been folded by every active partition."""
+        srcs = self.watermarks.get(FAMILY_TOPIC[family])
+        if not srcs:
+            return None
+        high = max(srcs.values())
+        return min(v for v in srcs.values() if v >= high - idle_ms)
 
     def expired_keys(self, owned: set[int]) -> list[str]:
         specs = {w.name: w for w in self.windows}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
+from streams import live
 from streams.agents import fold
 from streams.agents.merge import MergeService
 from streams.context import Context
@@ -50,6 +51,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     for topic_name, table_name in FOLD_TABLES.items():
         fold.register(ctx, topic_name, table_name)
     merge = MergeService(ctx)
+    live.register(app, ctx)  # the live page (/, /live) and /api/scores
 
     @app.page("/metrics")
     async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:

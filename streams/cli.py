@@ -88,8 +88,14 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_scores(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.scores_view import format_table, latest_scores
+    from streams.scores_view import format_table, latest_scores, watch
 
+    if args.watch:
+        # One consumer for the whole run; Ctrl-C (SIGINT) stops the loop and closes it.
+        _run(watch(settings.bootstrap, interval=args.interval, window=args.window,
+                   dimension=args.dimension, metric=args.metric))  # fmt: skip
+        print()
+        return 0
     records = _run(latest_scores(settings.bootstrap, idle_s=args.idle))
     print(
         format_table(records, window=args.window, dimension=args.dimension, metric=args.metric)  # type: ignore[arg-type]
@@ -196,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--dimension", default=None)
     scores.add_argument("--metric", default=None)
     scores.add_argument("--idle", type=float, default=2.0, help="stop reading after idle seconds")
+    scores.add_argument("--watch", action="store_true", help="redraw in place until Ctrl-C")
+    scores.add_argument("--interval", type=float, default=2.0, help="--watch refresh, seconds")
     scores.set_defaults(fn=cmd_scores)
 
     from streams import bench, replay

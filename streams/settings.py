@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 DEFAULT_WINDOWS = ("5m", "1h", "24h", "7d", "30d")
 DEFAULT_DIMENSIONS = ("all", "segment", "channel", "touchpoint", "region", "plan")
 
+_RULES = ("nps_drop", "detractor_spike", "csat_drop", "ces_drop", "churn_spike",
+          "first_response_slo")  # fmt: skip
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -55,6 +57,23 @@ class Settings:
     max_message_bytes: int = 65536
     session_timeout: float = 10.0
     loglevel: str = "warning"
+    # alert rules (SPEC §6); windows must be among `windows`
+    alert_rules: tuple[str, ...] = (
+        "nps_drop", "detractor_spike", "csat_drop", "ces_drop", "churn_spike",
+        "first_response_slo",
+    )  # fmt: skip
+    alert_short_window: str = "1h"
+    alert_baseline_window: str = "7d"
+    alert_min_sample: int = 30
+    alert_alpha: float = 0.0003
+    alert_drop_z: float = 3.5
+    alert_for: str = "15m"
+    alert_min_baseline: int = 200
+    alert_min_delta_nps: float = 10.0
+    alert_min_delta_csat: float = 5.0
+    alert_min_delta_ces: float = 0.3
+    alert_slo_first_response_s: float = 3600.0
+    alert_cooldown: str = "1h"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +88,17 @@ class Settings:
                 raise ValueError(f"unknown dimension {dim!r}")
         if self.min_sample < 1:
             raise ValueError("min_sample must be >= 1")
+        parse_duration(self.alert_cooldown)
+        for rule in self.alert_rules:
+            if rule not in _RULES:
+                raise ValueError(f"unknown alert rule {rule!r} (known: {', '.join(_RULES)})")
+
+    @property
+    def alerts_enabled(self) -> bool:
+        """Rules run only when both of their windows are computed."""
+        return bool(self.alert_rules) and {
+            self.alert_short_window, self.alert_baseline_window
+        } <= set(self.windows)
 
     @property
     def bootstrap(self) -> str:

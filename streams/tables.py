@@ -6,6 +6,9 @@ timer. Our keys carry their partition (stage 1: the input partition is the first
 a stable hash, see :func:`streams.aggregate.table_partition`), so we name it explicitly.
 Relies on faust-streaming 0.15's ``Table.on_key_set -> send_changelog(partition_for_key(key))``;
 ``tests/agents/test_tables.py`` fails if an upgrade changes that.
+
+The same key -> partition rule picks the local RocksDB database of a key (``CX_STORE=rocksdb://``,
+see :mod:`streams.stores`): Faust's own RocksDB store would ask ``current_event()`` too.
 """
 
 from __future__ import annotations
@@ -13,18 +16,30 @@ from __future__ import annotations
 from typing import Any
 
 from faust.tables.table import Table
+from faust.types import StoreT
+from yarl import URL
 
+from streams import stores
 from streams.aggregate import table_partition
 
 
-class SourcePartitionedTable(Table):
+class _KeyPartitionedTable(Table):
+    """Builds :class:`streams.stores.PartitionedRocksStore` for ``rocksdb://`` (faust 0.15
+    ``Collection._new_store`` -> ``_new_store_by_url(self._store or app.conf.store)``)."""
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
+        store = stores.new_store(self, url)  # not `or`: an empty store is falsy (__len__)
+        return store if store is not None else super()._new_store_by_url(url)
+
+
+class SourcePartitionedTable(_KeyPartitionedTable):
     """Stage-1 state: key ``"{partition}|..."``."""
 
     def partition_for_key(self, key: Any) -> int:
         return int(key.split("|", 1)[0])
 
 
-class MergeTable(Table):
+class MergeTable(_KeyPartitionedTable):
     """Stage-2 state: partition from the ``family|dim|member`` part of the key."""
 
     def partition_for_key(self, key: Any) -> int:

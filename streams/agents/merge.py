@@ -10,11 +10,31 @@ import faust
 
 from streams import codecs
 from streams.aggregate import Emission, Merger
+from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
+from streams.settings import Settings, parse_duration
 from streams.tables import MergeTable
-from streams.topics import SCORES
+from streams.topics import ALERTS, SCORES
 
 EXPIRE_EVERY_S = 30.0
+
+
+def alert_config(s: Settings) -> AlertConfig:
+    return AlertConfig(
+        short_window=s.alert_short_window,
+        baseline_window=s.alert_baseline_window,
+        rules=s.alert_rules,
+        min_sample=s.alert_min_sample,
+        alpha=s.alert_alpha,
+        drop_z=s.alert_drop_z,
+        for_ms=parse_duration(s.alert_for) * 1000,
+        min_baseline=s.alert_min_baseline,
+        min_delta_nps=s.alert_min_delta_nps,
+        min_delta_csat=s.alert_min_delta_csat,
+        min_delta_ces=s.alert_min_delta_ces,
+        slo_first_response_s=s.alert_slo_first_response_s,
+        cooldown_ms=parse_duration(s.alert_cooldown) * 1000,
+    )
 
 
 class MergeService:
@@ -32,6 +52,7 @@ class MergeService:
             partitions=s.partitions,
             min_sample=s.min_sample,
             emit_interval_ms=int(s.emit_interval * 1000),
+            alerts=AlertEngine(alert_config(s)) if s.alerts_enabled else None,
         )
         self.lock = asyncio.Lock()
         self.owned: set[int] | None = None
@@ -97,6 +118,10 @@ class MergeService:
         for key, record in emission.records:
             await producer.send(SCORES, key.encode(), codecs.dumps(record), None, None, None)
         tel.scores_emitted.inc(len(emission.records))
+        for t in emission.alerts:
+            await producer.send(ALERTS, t.key.encode(), codecs.dumps(t.record), None, None, None)
+        for rule, dim, name, on in emission.firing:
+            tel.alerts_firing.labels(rule, dim, name).set(1 if on else 0)
         for member, labels, value, n, low, high in emission.gauges:
             tel.set_score(labels, value, n, low, high)
             self.gauge_labels.setdefault(member, set()).add(labels)

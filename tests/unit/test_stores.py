@@ -1,0 +1,140 @@
+"""``CX_STORE=rocksdb://``: every key lands in the RocksDB database of the partition its table
+names, with no current event (batches, timers), and survives a reopen. No broker."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streams.aggregate import table_partition
+from streams.app import create_app
+from streams.settings import Settings
+from streams.stores import PartitionedRocksStore
+from streams.tables import MergeTable, SourcePartitionedTable
+
+pytest.importorskip("rocksdict")
+
+
+def _app(tmp_path: Path, store: str = "rocksdb://") -> Any:
+    settings = Settings(app_id="store-test", web_port=16998, partitions=4, store=store,
+                        data_dir=str(tmp_path / "data"))  # fmt: skip
+    return create_app(settings, CollectorRegistry())
+
+
+def _close(*tables: Any) -> None:
+    # Faust's rocksdb Store.stop() leaves the DBs to the garbage collector; close explicitly
+    # so the same directory can be reopened in this process (RocksDB holds a LOCK file).
+    for table in tables:
+        for db in table.data._dbs.values():
+            db.close()
+        table.data._dbs.clear()
+    gc.collect()
+
+
+def _raw(table: Any, partition: int, key: str) -> Any:
+    db = table.data._dbs.get(partition)
+    return None if db is None else db.get(table.data._encode_key(key))
+
+
+def test_rocksdb_url_builds_the_partition_routed_store(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    for name in ("fold-surveys", "fold-support", "fold-cancellations", "fold-customers", "merge"):
+        assert isinstance(app.tables[name].data, PartitionedRocksStore), name
+    memory = _app(tmp_path / "m", store="memory://")
+    assert not isinstance(memory.tables["fold-surveys"].data, PartitionedRocksStore)
+
+
+def test_source_table_routes_by_the_partition_in_the_key(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    table = app.tables["fold-surveys"]
+    assert isinstance(table, SourcePartitionedTable)
+    store = table.data
+    # Straight to the store: Table.__setitem__ would also send a changelog message.
+    for p in range(4):
+        store[f"{p}|p"] = [100 + p, 1_790_000_000_000]
+        store[f"{p}|d|r-{p}"] = [p, 1]
+    for p in range(4):
+        assert orjson.loads(_raw(table, p, f"{p}|p")) == [100 + p, 1_790_000_000_000]
+        for q in set(range(4)) - {p}:
+            assert _raw(table, q, f"{p}|p") is None
+        assert store[f"{p}|p"][0] == 100 + p
+        assert f"{p}|d|r-{p}" in store
+        assert f"{p}|d|r-{(p + 1) % 4}" not in store
+    del store["2|d|r-2"]
+    assert "2|d|r-2" not in store and _raw(table, 2, "2|d|r-2") is None
+    with pytest.raises(KeyError):
+        store["3|d|missing"]
+    _close(table)
+
+
+def test_merge_table_routes_by_the_member_hash(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    table = app.tables["merge"]
+    assert isinstance(table, MergeTable)
+    keys = [f"nps|segment|s{i}|1h|{i}" for i in range(40)] + ["#wm|0", "#wm|3"]
+    for key in keys:
+        table.data[key] = {"k": key}
+    for key in keys:
+        p = table_partition(key, 4)
+        assert orjson.loads(_raw(table, p, key)) == {"k": key}
+        assert table.data[key] == {"k": key}
+    assert len({table_partition(k, 4) for k in keys}) == 4  # the sample spans every DB
+    _close(table)
+
+
+def test_values_survive_a_reopen_of_the_data_dir(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    table = app.tables["fold-customers"]
+    table.data["1|c|cust-9"] = [7, 1, [["all", "all"]], 0, []]
+    table.data.set_persisted_offset(_tp(table, 1), 41)
+    _close(table)
+    again = _app(tmp_path).tables["fold-customers"]
+    assert again.data["1|c|cust-9"] == [7, 1, [["all", "all"]], 0, []]
+    assert again.data.persisted_offset(_tp(again, 1)) == 41
+    _close(again)
+
+
+def _tp(table: Any, partition: int) -> Any:
+    from faust.types import TP
+
+    return TP(table.changelog_topic_name, partition)
+
+
+async def test_fold_agent_batches_on_rocksdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path that asserted in Faust's store: ``take_events`` batch writes, no current event."""
+    app = _app(tmp_path)
+    sent: list[tuple[str, Any]] = []
+
+    async def record(topic: str, key: Any, value: Any, partition: Any, *a: Any, **kw: Any) -> Any:
+        sent.append((topic, partition))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def flush() -> None:
+        return None
+
+    monkeypatch.setattr(app.producer, "send", record)
+    monkeypatch.setattr(app.producer, "flush", flush)
+    agent = app.agents["fold-surveys"]
+    survey = {"customer_id": "c1", "survey": "nps", "occurred_at": "2026-11-24T01:00:00Z",
+              "segment": "smb", "channel": "chat"}  # fmt: skip
+    async with agent.test_context() as ctx:
+        for i, score in enumerate((3, 10, 9)):
+            await ctx.put(orjson.dumps({**survey, "response_id": f"r{i}", "score": score}), key=b"c1")
+        await asyncio.sleep(0.5)  # take_events(within=0.2) closes the batch
+    table = app.tables["fold-surveys"]
+    # every key is in the DB of its partition (0: test_context puts on partition 0)
+    assert set(table.data._dbs) == {0}
+    items = [(table.data._decode_key(k), orjson.loads(v)) for k, v in table.data._dbs[0].items()
+             if k != table.data.offset_key]  # fmt: skip
+    nps = [v for k, v in items if "|k|nps|all|all|1h|" in k]
+    assert nps == [[2, [3, 2, 0, 1]]]  # marker = last offset; n, promoters, passives, detractors
+    assert table.data["0|p"][0] == 2
+    _close(table)
