@@ -67,6 +67,7 @@ class Merger:
     ) -> None:
         self.alerts = alerts
         self.spec = {w.name: w for w in windows}
+        self._parsed: dict[str, tuple[Any, Any]] = {}
         self.table = table
         self.windows = windows
         self.partitions = partitions
@@ -167,16 +168,7 @@ class Merger:
         return out
 
     def window_counts(self, m: Member, w: WindowSpec, wm: int) -> Any:
-        family, dim, member = m
-        cls: Any = FAMILIES[family]
-        counts = cls.empty()
-        prefix = f"{family}|{dim}|{member}|{w.name}|"
-        for b in w.bucket_range(wm):
-            snap = self.table.get(f"{prefix}{b}")
-            if snap:
-                for src in sorted(snap):
-                    counts.iadd(cls.from_list(snap[src][1]))
-        return counts
+        return self.bucket_sum(m, w, w.end_bucket(wm))
 
     def active(self, m: Member) -> int | None:
         snap = self.table.get(f"{m[0]}|{m[1]}|{m[2]}|#a")
@@ -282,11 +274,27 @@ class Merger:
         counts = cls.empty()
         prefix = f"{m[0]}|{m[1]}|{m[2]}|{w.name}|"
         for b in range(end_bucket - BUCKETS_PER_WINDOW, end_bucket):
-            snap = self.table.get(f"{prefix}{b}")
-            if snap:
-                for src in sorted(snap):
-                    counts.iadd(cls.from_list(snap[src][1]))
+            bucket = self._bucket(f"{prefix}{b}", cls)
+            if bucket is not None:
+                counts.iadd(bucket)
         return counts
+
+    def _bucket(self, key: str, cls: Any) -> Any:
+        """The merged counts of one bucket over its sources, parsed once per stored value
+        (table values are replaced, never mutated, so identity tells a change)."""
+        snap = self.table.get(key)
+        if not snap:
+            return None
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] is snap:
+            return cached[1]
+        total = cls.empty()
+        for src in sorted(snap):
+            total.iadd(cls.from_list(snap[src][1]))
+        if len(self._parsed) > 200_000:
+            self._parsed.clear()
+        self._parsed[key] = (snap, total)
+        return total
 
     def low_watermark(self, family: str, idle_ms: int = 600_000) -> int | None:
         """The lowest source-partition watermark, ignoring partitions more than ``idle_ms``

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
+ASSETS = ("index.html", "live.js", "live.css")
 HISTORY_POINTS = 60  # sparkline length per score key
 MAX_ALERTS = 500  # alert episodes remembered; resolved ones are forgotten first
 RETRY_S = 2.0
@@ -248,15 +249,29 @@ async def run_feed(cache: LiveCache, bootstrap: str) -> None:
 # --- Faust wiring --------------------------------------------------------------------------------
 
 
+def load_assets() -> dict[str, str]:
+    """The page's files, read once. A missing file (an install without the package data) costs
+    the page, not the worker: its route answers 503 and /api/scores still works."""
+    assets = {}
+    for name in ASSETS:
+        try:
+            assets[name] = (STATIC_DIR / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            log.error("live page: %s not found in %s", name, STATIC_DIR)
+    return assets
+
+
 def register(app: faust.App, ctx: Context) -> LiveCache:
     """Routes ``/``, ``/live``, ``/static/live.{js,css}``, ``/api/scores`` and the feed task."""
     settings = ctx.settings
     cache = LiveCache()
-    assets = {name: (STATIC_DIR / name).read_text(encoding="utf-8")
-              for name in ("index.html", "live.js", "live.css")}  # fmt: skip
+    assets = load_assets()
 
     def asset(name: str, content_type: str) -> Any:
         async def handler(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            if name not in assets:
+                return view.text(f"{name} is missing from this installation of cx-pulse"
+                                 " (package data streams/static/)", status=503)  # fmt: skip
             return view.text(assets[name], content_type=content_type,
                              headers={"Cache-Control": "no-cache"})  # fmt: skip
 

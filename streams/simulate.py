@@ -95,7 +95,7 @@ def simulate(
     *,
     config: AlertConfig | None = None,
     dimensions: tuple[str, ...] = ("segment",),
-    evaluate_every_ms: int = 5 * 60_000,
+    evaluate_every_ms: int = 30 * 60_000,
     partitions: int = 2,
     restart_at_ms: int | None = None,
 ) -> SimResult:

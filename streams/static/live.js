@@ -184,7 +184,8 @@
   }
   function memberOrder(a, b) {
     const tail = (r) => (r.member === "other" || r.member === "unknown" ? 1 : 0);
-    return tail(a) - tail(b) || (b.n || 0) - (a.n || 0) || String(a.member).localeCompare(String(b.member));
+    // A stable order (not by value or n) so rows do not jump between refreshes on a wall screen.
+    return tail(a) - tail(b) || String(a.member).localeCompare(String(b.member));
   }
   function table(metric, rows, overall, minSample) {
     const m = info(metric);

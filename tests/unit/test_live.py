@@ -136,7 +136,9 @@ def test_an_older_update_does_not_reopen_a_resolved_alert() -> None:
 def test_firing_alerts_order_most_severe_then_newest(
     alerts: list[tuple[str, str, str]], expected: list[str]
 ) -> None:
-    records = [alert(i, "firing", t(0), severity=sev, started_at=started) for i, sev, started in alerts]
+    records = [
+        alert(i, "firing", t(0), severity=sev, started_at=started) for i, sev, started in alerts
+    ]
     assert [a["alert_id"] for a in live.firing_alerts(records)] == expected
 
 
@@ -185,8 +187,9 @@ def test_snapshot_of_an_empty_cache() -> None:
 
 
 def test_static_assets_exist_and_use_no_network() -> None:
-    for name in ("index.html", "live.js", "live.css"):
-        text = (live.STATIC_DIR / name).read_text(encoding="utf-8")
+    assets = live.load_assets()
+    assert set(assets) == set(live.ASSETS)
+    for text in assets.values():
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in text and "//cdn" not in text
 

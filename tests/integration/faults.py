@@ -1,0 +1,129 @@
+"""Helpers shared by the crash-safety tests (rocksdb, shutdown, fuzz, duplicates, memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams import codecs
+from streams.broker import EmbeddedBroker
+from streams.settings import Settings
+from tests.integration import harness
+
+# Lines a healthy worker never logs (agent crash, uncaught exception).
+_BAD_LOG = re.compile(r"Crashed reason|Traceback|\[CRITICAL\]")
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of its own: the cx.* topic names are fixed by the SPEC."""
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture
+def two_brokers(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, EmbeddedBroker]]:
+    with EmbeddedBroker(log_path=tmp_path / "a.log") as a, EmbeddedBroker(log_path=tmp_path / "b.log") as b:
+        yield a, b
+
+
+def spawn(settings: Settings, workdir: Path, name: str, **env: str) -> harness.Worker:
+    """``harness.Worker`` with extra ``CX_*`` variables (e.g. ``CX_STORE``); the same ``name``
+    reuses the data dir (and appends to the log)."""
+    with mock.patch.dict(os.environ, env):
+        return harness.Worker(settings, workdir, name)
+
+
+def log_problems(worker: harness.Worker) -> list[str]:
+    text = worker.log_path.read_text(errors="replace")
+    return [line for line in text.splitlines() if _BAD_LOG.search(line)]
+
+
+def wait_up(worker: harness.Worker, timeout: float = 60) -> None:
+    harness.wait_until(lambda: worker.samples() is not None, timeout, "worker /metrics", worker.log_tail)
+
+
+def caught_up(broker: EmbeddedBroker, settings: Settings, ends: dict[tuple[str, int], int]) -> bool:
+    return harness.caught_up(broker.bootstrap, settings.app_id, ends, f"{settings.app_id}-partials")
+
+
+def final_scores(broker: EmbeddedBroker, timeout: float = 90) -> dict[str, Any]:
+    """Latest ``cx.scores`` per key once no new record arrived for 3 s (after catching up)."""
+    seen = -1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        latest = asyncio.run(harness.read_all(broker.bootstrap, "cx.scores", idle_s=3.0))
+        if len(latest) == seen:
+            return harness.comparable({k.decode(): v for k, v in latest if k is not None})
+        seen = len(latest)
+    raise AssertionError("cx.scores never settled")
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    only = sorted(set(a) ^ set(b))[:5]
+    changed = [k for k in sorted(set(a) & set(b)) if a[k] != b[k]][:3]
+    return (f"{len(a)} vs {len(b)} keys; only in one: {only}\nchanged: "
+            + "\n".join(f"{k}: {a[k]} != {b[k]}" for k in changed))  # fmt: skip
+
+
+def input_ends(ends: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    from streams.topics import INPUTS
+
+    return {tp: o for tp, o in ends.items() if tp[0] in INPUTS}
+
+
+def merge_ends(*parts: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for part in parts:
+        for tp, o in part.items():
+            out[tp] = max(out.get(tp, 0), o)
+    return out
+
+
+async def produce_big(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]],
+                      max_request_size: int = 4 * 2**20) -> dict[tuple[str, int], int]:  # fmt: skip
+    """Like ``harness.produce_tracked`` but allows values up to ``max_request_size`` and None
+    keys/values (tombstones)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                enable_idempotence=False, max_request_size=max_request_size)  # fmt: skip
+    await producer.start()
+    ends: dict[tuple[str, int], int] = {}
+    try:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+        for md in await asyncio.gather(*futures):
+            tp = (md.topic, md.partition)
+            ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+    finally:
+        await producer.stop()
+    return ends
+
+
+async def read_raw(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) of ``topic``, large messages included, read until idle."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None,
+                                max_partition_fetch_bytes=8 * 2**20, fetch_max_bytes=64 * 2**20)  # fmt: skip
+    out: list[tuple[bytes | None, bytes | None]] = []
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=10_000)
+            if not batch:
+                return out
+            for messages in batch.values():
+                out.extend((m.key, m.value) for m in messages)
+    finally:
+        await consumer.stop()
+
+
+def loads(value: bytes | None) -> Any:
+    return None if value is None else codecs.loads(value)
