@@ -10,9 +10,10 @@ set -euo pipefail
 PACKAGES=()
 command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus)
 command -v amtool >/dev/null 2>&1 || PACKAGES+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || PACKAGES+=(chromium)
 
 if [ "${#PACKAGES[@]}" -eq 0 ]; then
-    echo "ensure-tools: promtool and amtool present"
+    echo "ensure-tools: promtool, amtool and chromium present"
     exit 0
 fi
 

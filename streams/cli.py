@@ -90,6 +90,9 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_scores(settings: Settings, args: argparse.Namespace) -> int:
     from streams.scores_view import format_table, latest_scores, watch
 
+    if args.watch and args.interval <= 0:
+        print("--interval must be positive", file=sys.stderr)
+        return 2
     if args.watch:
         # One consumer for the whole run; Ctrl-C (SIGINT) stops the loop and closes it.
         _run(watch(settings.bootstrap, interval=args.interval, window=args.window,
@@ -144,6 +147,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(
             f"CX Pulse demo running: broker {settings.broker}\n"
+            f"  live:     http://127.0.0.1:{settings.web_port}/  (scores, CI bands, alerts)\n"
             f"  metrics:  http://127.0.0.1:{settings.web_port}/metrics  (cx_score series)\n"
             f"  scores:   CX_BROKER={settings.broker} .venv/bin/cxpulse scores --window 1h\n"
             f"  logs:     {settings.data_dir}/worker.log, {settings.data_dir}/tansu.log\n"

@@ -46,8 +46,8 @@ ALERT_FIELDS = ("alert_id", "rule", "state", "severity", "metric", "window", "di
                 "current", "baseline", "delta", "summary", "started_at", "updated_at")  # fmt: skip
 SEVERITY_RANK = {"critical": 0, "page": 0, "error": 1, "high": 1, "warning": 2, "info": 3}
 
-# (as_of, value, ci95_low, ci95_high): one point per watermark; a re-emission at the same
-# watermark (a late event, a new revision) replaces the point instead of adding one.
+# (as_of, value, ci95_low, ci95_high): one point per watermark, in watermark order; a
+# re-emission at the same watermark (a late event, a new revision) replaces the point.
 Point = tuple[str, float | None, float | None, float | None]
 
 
@@ -87,10 +87,12 @@ def fold_score(cache: LiveCache, key: str, record: dict[str, Any] | None) -> Non
     hist = cache.history.get(key)
     if hist is None:
         hist = cache.history[key] = deque(maxlen=cache.history_points)
-    if hist and hist[-1][0] == point[0]:
-        hist[-1] = point
-    else:
+    if not hist or hist[-1][0] < point[0]:
         hist.append(point)
+    elif hist[-1][0] == point[0]:
+        hist[-1] = point
+    # else: an older watermark (the feed re-reading the topic after a reconnect): the history
+    # already holds it, and a sparkline must stay in time order.
 
 
 def fold_alert(cache: LiveCache, record: dict[str, Any]) -> None:
@@ -237,8 +239,8 @@ async def run_feed(cache: LiveCache, bootstrap: str) -> None:
                         apply_message(cache, tp.topic, m.key, m.value, now_ms)
         except KafkaError as exc:
             # Broker unreachable or a fatal fetch error: the page shows stale data and the
-            # "disconnected" state; start over from the beginning (the cache stays consistent:
-            # replaying records is idempotent for latest-per-key).
+            # "disconnected" state meanwhile. Reading again from the beginning is harmless:
+            # latest-per-key converges to the same state and histories skip older points.
             log.warning("live feed: %r; retrying in %.0f s", exc, RETRY_S)
         finally:
             cache.connected = False

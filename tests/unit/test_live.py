@@ -82,6 +82,18 @@ def test_history_has_one_point_per_watermark() -> None:
     assert list(cache.history[k]) == [(t(1), 11.0, 6.0, 16.0), (t(2), None, None, None)]
 
 
+def test_rereading_the_topic_keeps_the_history_in_time_order() -> None:
+    """After a reconnect the feed reads from the beginning again: old points are skipped, the
+    latest record converges to the newest."""
+    cache = live.LiveCache()
+    k = key_of(score())
+    records = [score(value=float(i), as_of=t(i)) for i in range(4)]
+    for rec in records + records:
+        live.fold_score(cache, k, rec)
+    assert [p[0] for p in cache.history[k]] == [t(0), t(1), t(2), t(3)]
+    assert cache.scores[k]["value"] == 3.0
+
+
 def test_tombstone_forgets_the_key() -> None:
     cache = live.LiveCache()
     k = key_of(score())
