@@ -194,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(fn=cmd_topics)
 
     gen = add("generate", "produce synthetic traffic")
-    gen.add_argument("--scenario", default="steady", choices=["steady", "spike", "demo"])
+    from streams.generate import SCENARIOS
+
+    gen.add_argument("--scenario", default="steady", choices=sorted(SCENARIOS))
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--count", type=int, default=10_000, help="messages; 0 = forever (realtime)")
     gen.add_argument("--rate", type=float, default=200.0, help="messages per second of event time")

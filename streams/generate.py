@@ -132,6 +132,9 @@ class Spike:
     end_ms: int
     channel: str | None = None
     detractor_share: float = 0.75
+    # detractor-spike | nps-drop (promoters turn passive) | churn-spike (extra cancellations)
+    # | slow-support (first responses 10x slower)
+    kind: str = "detractor-spike"
 
     def covers(self, t_ms: int, segment: str, channel: str) -> bool:
         return (
@@ -156,6 +159,7 @@ class Scenario:
     spike_after_s: float = 20.0
     spike_duration_s: float = 300.0
     spike_detractor_share: float = 0.75
+    anomaly: str = "detractor-spike"
 
     def spike(self, origin_ms: int) -> Spike | None:
         if self.spike_segment is None:
@@ -167,12 +171,39 @@ class Scenario:
             start + int(self.spike_duration_s * 1000),
             self.spike_channel,
             self.spike_detractor_share,
+            self.anomaly,
         )
 
 
 SCENARIOS = {
     "steady": Scenario("steady"),
     "spike": Scenario("spike", spike_segment="enterprise"),
+    # Rehearsal scenarios for each alert rule: the anomaly starts `spike_after_s` in and lasts
+    # `spike_duration_s` (event time) in segment "enterprise" (or smb for churn).
+    "detractor-spike": Scenario(
+        "detractor-spike", spike_segment="enterprise", spike_after_s=3600, spike_duration_s=3600
+    ),
+    "nps-drop": Scenario(
+        "nps-drop",
+        spike_segment="enterprise",
+        spike_after_s=3600,
+        spike_duration_s=3600,
+        anomaly="nps-drop",
+    ),
+    "churn-spike": Scenario(
+        "churn-spike",
+        spike_segment="smb",
+        spike_after_s=3600,
+        spike_duration_s=3600,
+        anomaly="churn-spike",
+    ),
+    "slow-support": Scenario(
+        "slow-support",
+        spike_segment="enterprise",
+        spike_after_s=3600,
+        spike_duration_s=3600,
+        anomaly="slow-support",
+    ),
     "demo": Scenario(
         "demo", spike_segment="enterprise", spike_after_s=20, spike_duration_s=600, history_s=240
     ),
@@ -268,6 +299,14 @@ class _Generator:
                 t, _, topic, key, value = heapq.heappop(self.pending)
                 yield self._msg(t, topic, key, value)
             kind = _KIND(rng)
+            spike = self.spike
+            if (
+                spike is not None
+                and spike.kind == "churn-spike"
+                and spike.start_ms <= self.t < spike.end_ms
+                and rng.random() < 0.2
+            ):
+                yield from self._cancellation(spike.segment)
             if kind == "survey":
                 yield self._survey()
             elif kind == "ticket":
@@ -337,9 +376,13 @@ class _Generator:
         promoters, detractors = prof.promoters, prof.detractors
         if touchpoint == "billing":
             promoters, detractors = promoters - 0.06, detractors + 0.06
-        if self.spike is not None and self.spike.covers(t, segment, channel):
-            detractors = self.spike.detractor_share
-            promoters = (1 - detractors) / 2
+        spike = self.spike
+        if spike is not None and spike.covers(t, segment, channel):
+            if spike.kind == "detractor-spike":
+                detractors = spike.detractor_share
+                promoters = (1 - detractors) / 2
+            elif spike.kind == "nps-drop":  # promoters turn passive, a few turn detractor
+                promoters, detractors = promoters * 0.4, detractors + promoters * 0.15
         r = rng.random()
         if r < detractors:
             return int(_DETRACTOR_SCORES(rng)), "negative"
@@ -365,6 +408,13 @@ class _Generator:
                                           c.id, value))  # fmt: skip
 
         speed = _PRIORITY_SPEED[priority]
+        spike = self.spike
+        if (
+            spike is not None
+            and spike.kind == "slow-support"
+            and spike.covers(t, c.segment, channel)
+        ):
+            speed *= 10.0
         at = t
         if rng.random() < 0.97:  # a few tickets are abandoned before anyone answers
             at += _lognormal_ms(rng, _FIRST_RESPONSE_S[channel] * speed, 0.8)
@@ -381,9 +431,12 @@ class _Generator:
                  **dims}  # fmt: skip
         return self._msg(t, topics.SUPPORT_INTERACTIONS, c.id, value)
 
-    def _cancellation(self) -> Iterator[TimedMessage]:
+    def _cancellation(self, segment: str | None = None) -> Iterator[TimedMessage]:
         rng, t = self.rng, self.t
-        c = self._active(self.churn_segment)
+        if segment is not None and self.pools[segment].items:
+            c = self.pools[segment].pick(rng)
+        else:
+            c = self._active(self.churn_segment)
         if sum(len(p.items) for p in self.pools.values()) <= 1:
             yield self._signup(t, long_ago=False)  # never churn the last customer
             return
