@@ -25,14 +25,14 @@ from tests.integration.faults import two_brokers  # noqa: F401 - fixture
 pytestmark = pytest.mark.integration
 pytest.importorskip("rocksdict")
 
-EVENTS = 9000
+EVENTS = 3000
 START_MS = int(time.time() * 1000) - 3 * 86_400_000
 
 
 def _settings(broker: EmbeddedBroker, app_id: str) -> Settings:
     return Settings(broker=broker.url, app_id=app_id, partitions=4, min_sample=5,
                     emit_interval=0.3, session_timeout=6.0, batch_within=0.1,
-                    dimensions=("all", "segment", "channel"))  # fmt: skip
+                    windows=("1h", "24h", "7d"), dimensions=("all", "segment", "channel"))  # fmt: skip
 
 
 def _phases() -> list[list[tuple[str, bytes, bytes | None]]]:
@@ -65,7 +65,7 @@ def test_rocksdb_store_matches_memory_store_across_sigkill(two_brokers: Any, tmp
         _wait(b, rock_s, rock_ends, rocks, "rocksdb worker, phase 1")
         mem_1, rock_1 = faults.final_scores(a), faults.final_scores(b)
         assert len(mem_1) > 300
-        assert rock_1 == mem_1, faults.diff(rock_1, mem_1)
+        as_of_1 = faults.assert_same_scores(rock_1, mem_1)
         db_files = sorted(p.name for p in (rocks.data_dir / "v1" / "tables").iterdir())
         assert "fold-surveys-0.db" in db_files and "merge-3.db" in db_files, db_files
 
@@ -89,5 +89,7 @@ def test_rocksdb_store_matches_memory_store_across_sigkill(two_brokers: Any, tmp
             restarted.stop()
     assert not problems, problems[:10]
     assert not faults.log_problems(restarted), faults.log_problems(restarted)[:10]
-    assert rock_3 == mem_3, faults.diff(rock_3, mem_3)
+    as_of_3 = faults.assert_same_scores(rock_3, mem_3)
     assert rock_3 != rock_1  # phases 2 and 3 changed the scores
+    print(f"\nrocksdb: {len(rock_3)} score keys equal to the memory store's after 1 SIGKILL "
+          f"(as_of differs in {as_of_1} / {as_of_3} records: emission timing)")
