@@ -337,6 +337,27 @@ class Latency:
     raw_ms: list[float] = field(default_factory=list)
 
 
+def _record_n(value: bytes) -> int:
+    record = orjson.loads(value)
+    return int((record.get("counts") or {}).get("n", record.get("n") or 0))
+
+
+async def wait_for_n(consumer: AIOKafkaConsumer, key: bytes, n: int, timeout_s: float) -> int:
+    """Read until a record of ``key`` reflects ``n`` events; returns the records read."""
+    count = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=50_000)
+                for records in batch.values():
+                    count += len(records)
+                    for m in records:
+                        if m.key == key and m.value is not None and _record_n(m.value) >= n:
+                            return count
+    except TimeoutError:
+        raise BenchError(f"no {key.decode()} record with n >= {n} in {timeout_s:.0f}s") from None
+
+
 async def _follow_scores(consumer: AIOKafkaConsumer, key: bytes, lat: Latency, total: int) -> None:
     """Event i is reflected by the first record of ``key`` whose n >= i + 1."""
     while len(lat.e2e_ms) < total:
@@ -345,8 +366,7 @@ async def _follow_scores(consumer: AIOKafkaConsumer, key: bytes, lat: Latency, t
             for m in records:
                 if m.key != key or m.value is None:
                     continue
-                value = orjson.loads(m.value)
-                n = int((value.get("counts") or {}).get("n", value.get("n") or 0))
+                n = _record_n(m.value)
                 while len(lat.e2e_ms) < min(n, len(lat.sent)):
                     lat.e2e_ms.append(m.timestamp - lat.sent[len(lat.e2e_ms)] * 1000)
 
@@ -488,14 +508,15 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
 
         # Phase 1's event times end minutes ago: the first live answer moves every window of
         # every survey member at once. Let that one-off burst pass before measuring.
+        window = _latency_window(settings, args.latency_seconds)
         t0 = time.monotonic()
-        warmup = [latency_message(i, "warmup", "bench-warmup") for i in range(50)]
-        await produce(bootstrap, warmup)
-        n_warm, _ = await read_until_idle(scores, IDLE_S, 120.0)
+        await produce(bootstrap, [latency_message(i, "warmup", "bench-warmup") for i in range(50)])
+        warm_key = f"nps|{window}|segment=bench-warmup".encode()
+        n_warm = await wait_for_n(scores, warm_key, 50, 120.0)
+        n_warm += (await read_until_idle(scores, IDLE_S, 120.0))[0]
         say(f"warm-up      {time.monotonic() - t0 - IDLE_S:10.2f} s       for the watermark jump "
             f"to now ({n_warm:,} cx.scores records)")  # fmt: skip
 
-        window = _latency_window(settings, args.latency_seconds)
         key = f"nps|{window}|segment={LATENCY_SEGMENT}".encode()
         survey = {tp: pos for tp, pos in positions.items() if tp.topic == topics.SURVEY_RESPONSES}
         lat = await steady_latency(bootstrap, scores, survey, key, args.latency_rate,
