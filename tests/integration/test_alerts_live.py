@@ -1,10 +1,13 @@
 """A simulated week (50k responses, a one-hour detractor spike in one segment) through a real
 worker on the embedded broker: the alerts on ``cx.alerts`` are exactly one firing and one
-resolved ``detractor_spike`` for that segment, and identical to the offline simulation."""
+resolved ``detractor_spike`` for that segment, and identical to the offline simulation. The
+worker is killed (SIGKILL) and restarted in the middle of the open episode: no second firing,
+and the resolved record still arrives."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -30,16 +33,26 @@ def test_detractor_spike_week_on_a_real_worker(tmp_path: Path) -> None:
                             windows=("5m", "1h", "7d"), dimensions=("segment",),
                             emit_interval=0.2, session_timeout=6.0)  # fmt: skip
         asyncio.run(create_topics(broker.bootstrap, topic_specs(settings)))
-        ends = asyncio.run(harness.produce_tracked(
-            broker.bootstrap, (("cx.survey-responses", k, v) for _t, k, v in events)))  # fmt: skip
-        ends = {tp: o for tp, o in ends.items() if tp[0] in INPUTS}
-        worker = harness.Worker(settings, tmp_path)
-        try:
+        cut = SPIKE.start_ms + 55 * 60_000  # the episode is open by then (it fires ~35 min in)
+        first = [("cx.survey-responses", k, v) for t, k, v in events if t < cut]
+        rest = [("cx.survey-responses", k, v) for t, k, v in events if t >= cut]
+
+        def fold(part: list[tuple[str, bytes, bytes]], w: harness.Worker) -> None:
+            ends = asyncio.run(harness.produce_tracked(broker.bootstrap, part))
+            ends = {tp: o for tp, o in ends.items() if tp[0] in INPUTS}
             harness.wait_until(
                 lambda: harness.caught_up(broker.bootstrap, "cx-alerts", ends, "cx-alerts-partials"),
-                400, "the week folded", worker.log_tail,
+                400, "input folded", w.log_tail,
             )  # fmt: skip
             time.sleep(3)
+
+        worker = harness.Worker(settings, tmp_path, "w1")
+        try:
+            fold(first, worker)
+            before = [v for _k, v in asyncio.run(harness.read_all(broker.bootstrap, "cx.alerts"))]
+            worker.stop(signal.SIGKILL)
+            worker = harness.Worker(settings, tmp_path, "w2")
+            fold(rest, worker)
             alerts = [v for _k, v in asyncio.run(harness.read_all(broker.bootstrap, "cx.alerts"))]
             firing = worker.samples().get(
                 ("cx_alerts_firing", (("dimension", "segment"), ("member", "enterprise"),
@@ -47,6 +60,7 @@ def test_detractor_spike_week_on_a_real_worker(tmp_path: Path) -> None:
             )
         finally:
             worker.stop()
+    assert [a["state"] for a in before] == ["firing"]  # open when the worker was killed
     spike = [a for a in alerts if a["rule"] == "detractor_spike" and a["member"] == "enterprise"]
     assert [a["state"] for a in spike] == ["firing", "resolved"], alerts
     assert [a for a in alerts if a not in spike] == []
