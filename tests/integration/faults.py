@@ -56,6 +56,21 @@ def caught_up(broker: EmbeddedBroker, settings: Settings, ends: dict[tuple[str, 
     return harness.caught_up(broker.bootstrap, settings.app_id, ends, f"{settings.app_id}-partials")
 
 
+def lag(broker: EmbeddedBroker, settings: Settings, ends: dict[tuple[str, int], int]) -> str:
+    """Partitions whose committed offset is short of the end (inputs and partials)."""
+    partials = f"{settings.app_id}-partials"
+    all_ends = {**ends, **asyncio.run(harness.message_counts(broker.bootstrap, partials))}
+    got = asyncio.run(harness.committed(broker.bootstrap, settings.app_id, all_ends))
+    return ", ".join(f"{t}[{p}] {got.get((t, p))}/{end}" for (t, p), end in sorted(all_ends.items())
+                     if got.get((t, p), 0) < end)  # fmt: skip
+
+
+def wait_caught_up(broker: EmbeddedBroker, settings: Settings, ends: dict[tuple[str, int], int],
+                   worker: harness.Worker, what: str, timeout: float = 120) -> None:  # fmt: skip
+    harness.wait_until(lambda: caught_up(broker, settings, ends), timeout, what,
+                       lambda: f"lagging: {lag(broker, settings, ends)}\n{worker.log_tail()}")  # fmt: skip
+
+
 def final_scores(broker: EmbeddedBroker, timeout: float = 90) -> dict[str, Any]:
     """Latest ``cx.scores`` per key once no new record arrived for 3 s (after catching up)."""
     seen = -1

@@ -30,7 +30,8 @@ from streams.topics import create_topics, topic_specs
 from tests.integration import faults, harness
 from tests.integration.faults import two_brokers  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.integration
+# wip: fails today (see CHANGELOG "Known failing"); `make wip` runs it.
+pytestmark = [pytest.mark.integration, pytest.mark.wip]
 
 SESSION_S = 30.0
 EVENTS = 2500
@@ -84,9 +85,8 @@ def test_sigterm_commits_and_leaves_so_the_next_worker_joins_at_once(two_brokers
         harness.wait_until(lambda: sum(harness.events_total([w2]).values()) >= expected, 90,
                            "w2 folded the rest", w2.log_tail)  # fmt: skip
         processed_s = time.monotonic() - t1
-        harness.wait_until(lambda: faults.caught_up(b, s, ends), 90, "w2 caught up", w2.log_tail)
-        harness.wait_until(lambda: faults.caught_up(a, clean_s, clean_ends), 90, "clean run",
-                           clean.log_tail)  # fmt: skip
+        faults.wait_caught_up(b, s, ends, w2, "w2 caught up", 90)
+        faults.wait_caught_up(a, clean_s, clean_ends, clean, "clean run", 90)
         time.sleep(1.0)
         w2_total = sum(harness.events_total([w2]).values())
         got, want = faults.final_scores(b), faults.final_scores(a)
