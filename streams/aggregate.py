@@ -64,10 +64,13 @@ class Merger:
         min_sample: int,
         emit_interval_ms: int = 1000,
         alerts: AlertEngine | None = None,
+        track_idle: bool = True,
     ) -> None:
         self.alerts = alerts
+        self.track_idle = track_idle
         self.spec = {w.name: w for w in windows}
         self._parsed: dict[str, tuple[Any, Any]] = {}
+        self._wm_seen: dict[tuple[str, str], int] = {}  # (topic, source) -> wall ms of last news
         self.table = table
         self.windows = windows
         self.partitions = partitions
@@ -81,9 +84,13 @@ class Merger:
         self._window_ends: dict[tuple[str, str], int] = {}
 
     # -- input -----------------------------------------------------------------------
-    def apply(self, key: str, value: dict[str, Any], partition: int) -> None:
+    def apply(
+        self, key: str, value: dict[str, Any], partition: int, now_ms: int | None = None
+    ) -> None:
         if "wm_topic" in value:
             self._watermark(value["wm_topic"], value["s"], value["wm"], partition)
+            if now_ms is not None:
+                self._wm_seen[(value["wm_topic"], value["s"])] = now_ms
             return
         family, dim, member = key.split("|")
         src = value["s"]
@@ -236,7 +243,7 @@ class Merger:
         """Evaluate the member's rules at every step boundary passed since the last time."""
         assert self.alerts is not None
         config = self.alerts.config
-        low = self.low_watermark(m[0])
+        low = self.low_watermark(m[0], now_ms if self.track_idle else None)
         if low is None:
             return
         ekey = f"{m[0]}|{m[1]}|{m[2]}|#e"
@@ -296,15 +303,25 @@ class Merger:
         self._parsed[key] = (snap, total)
         return total
 
-    def low_watermark(self, family: str, idle_ms: int = 600_000) -> int | None:
-        """The lowest source-partition watermark, ignoring partitions more than ``idle_ms``
-        behind the highest (idle ones would hold alerts back forever): events before it have
-        been folded by every active partition."""
-        srcs = self.watermarks.get(FAMILY_TOPIC[family])
+    def low_watermark(
+        self, family: str, now_ms: int | None = None, idle_ms: int = 30_000
+    ) -> int | None:
+        """The lowest source-partition watermark: events before it have been folded by every
+        partition (inputs are in time order per partition). A partition that sent no watermark
+        for ``idle_ms`` of *wall* time while behind the others is idle and ignored, or an idle
+        partition would hold alerts back forever; a merely lagging one (a replay) is waited
+        for, so replays give the alerts live traffic gives."""
+        topic = FAMILY_TOPIC[family]
+        srcs = self.watermarks.get(topic)
         if not srcs:
             return None
         high = max(srcs.values())
-        return min(v for v in srcs.values() if v >= high - idle_ms)
+        live = [
+            wm for src, wm in srcs.items()
+            if wm >= high or now_ms is None
+            or now_ms - self._wm_seen.get((topic, src), now_ms) < idle_ms
+        ]  # fmt: skip
+        return min(live)
 
     def expired_keys(self, owned: set[int]) -> list[str]:
         specs = {w.name: w for w in self.windows}

@@ -114,7 +114,7 @@ def simulate(
         folder = Folder(TOPIC_SURVEYS, fold_table, windows, dimensions,
                         retention_ms=max(w.size_ms for w in windows), max_future_ms=10**15)  # fmt: skip
         merger = Merger(merge_table, windows, partitions=1, min_sample=config.min_sample,
-                        emit_interval_ms=0, alerts=AlertEngine(config))  # fmt: skip
+                        emit_interval_ms=0, alerts=AlertEngine(config), track_idle=False)  # fmt: skip
         merger.restore({0})
         return folder, merger
 

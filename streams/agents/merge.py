@@ -80,9 +80,12 @@ class MergeService:
         async for events in cast(Any, stream).take_events(5000, within=0.05):
             async with self.lock:
                 touched: set[int] = set()
+                now_ms = int(time.time() * 1000)
                 for e in events:
                     key = e.message.key.decode() if e.message.key else ""
-                    self.merger.apply(key, codecs.loads(e.message.value), e.message.partition)
+                    self.merger.apply(
+                        key, codecs.loads(e.message.value), e.message.partition, now_ms
+                    )
                     touched.add(e.message.partition)
                 await self.seal(touched)
 
