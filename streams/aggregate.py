@@ -252,9 +252,12 @@ class Merger:
         step = config.step_ms
         target = low // step * step
         last = states.get("_step")
-        first = target - (config.max_steps - 1) * step
-        if last is not None:
-            first = max(first, last + step)
+        if last is None:
+            # A member seen for the first time: its recent past is enough (one short window
+            # plus the persistence time); evaluating a week of empty steps blocked the worker.
+            first = target - (self.spec[config.short_window].size_ms + config.for_ms) // step * step
+        else:
+            first = max(target - (config.max_steps - 1) * step, last + step)
         short_w, base_w = self.spec[config.short_window], self.spec[config.baseline_window]
         firing: dict[str, bool] = {}
         for e in range(first, target + 1, step):

@@ -53,7 +53,7 @@ class AlertConfig:
     # Rules are evaluated at every step boundary of event time the (low) watermark passes, on
     # the windows ending there, so a replay at any speed gives the same alerts as live traffic.
     step_ms: int = 5 * 60_000
-    max_steps: int = 7 * 24 * 12  # a fresh member looks back at most a week of steps
+    max_steps: int = 24 * 12  # after a pause, catch up at most a day of steps
 
     def families(self) -> set[str]:
         return {RULES[r][0] for r in self.rules}

@@ -503,7 +503,13 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
         await scores.start()
         scores.assign([TopicPartition(topics.SCORES, p) for p in range(settings.partitions)])
         n_scores, max_ts = await read_until_idle(scores, IDLE_S, 120.0)
-        drain_s = max_ts / 1000 - e2e.done_wall
+        for _ in range(6):  # a busy emitter may not have written anything yet
+            if n_scores:
+                break
+            n_scores, max_ts = await read_until_idle(scores, IDLE_S, 120.0)
+        if not n_scores:
+            raise BenchError("no cx.scores record after the input was folded")
+        drain_s = max(0.0, max_ts / 1000 - e2e.done_wall)
         say(f"drain        {drain_s:10.2f} s       after the last input was counted "
             f"({n_scores:,} cx.scores records; emit interval {settings.emit_interval:g} s)")  # fmt: skip
 
