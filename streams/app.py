@@ -5,13 +5,13 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams import live
+from streams import compat, live
 from streams.agents import fold
 from streams.agents.merge import MergeService
 from streams.context import Context
 from streams.settings import Settings
 from streams.telemetry import Telemetry
-from streams.topics import FOLD_TABLES
+from streams.topics import FOLD_TABLES, MAX_RECORD_BYTES
 from streams.windows import window_specs
 
 # Bump when a table's value layout changes (STYLE.md §10): a new version reads fresh changelogs.
@@ -19,6 +19,7 @@ STATE_VERSION = 1
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    compat.install()
     registry = registry if registry is not None else CollectorRegistry()
     app = faust.App(
         settings.app_id,
@@ -38,6 +39,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_rebalance_timeout=max(10.0, settings.session_timeout * 2),
         table_standby_replicas=0,
         processing_guarantee="at_least_once",
+        producer_max_request_size=MAX_RECORD_BYTES,  # dead letters of 1 MB inputs
         # The changelogs and the partials topic are created by `cxpulse topics create`
         # with explicit configs; Faust may still declare what is missing.
         topic_allow_declare=True,

@@ -97,7 +97,8 @@ class Settings:
     def alerts_enabled(self) -> bool:
         """Rules run only when both of their windows are computed."""
         return bool(self.alert_rules) and {
-            self.alert_short_window, self.alert_baseline_window
+            self.alert_short_window,
+            self.alert_baseline_window,
         } <= set(self.windows)
 
     @property

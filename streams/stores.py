@@ -55,7 +55,7 @@ class PartitionedRocksStore(rocksdb.Store):
         # Faust encodes a str key through its codec registry (json -> faust.utils.json.dumps,
         # which is orjson.dumps when orjson is installed): the same bytes, 10x slower. Use the
         # shortcut only if it gives exactly Faust's bytes: recovered keys are the changelog's.
-        probe = "0|k|ünï|\"q\"|1"
+        probe = '0|k|ünï|"q"|1'
         self._fast_keys = (
             self.key_serializer == "json"
             and self.key_type is None

@@ -13,10 +13,13 @@ see :mod:`streams.stores`): Faust's own RocksDB store would ask ``current_event(
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
 from faust.tables.table import Table
-from faust.types import StoreT
+from faust.types import FutureMessage, StoreT
+from faust.types.codecs import CodecArg
 from yarl import URL
 
 from streams import stores
@@ -25,7 +28,48 @@ from streams.aggregate import table_partition
 
 class _KeyPartitionedTable(Table):
     """Builds :class:`streams.stores.PartitionedRocksStore` for ``rocksdb://`` (faust 0.15
-    ``Collection._new_store`` -> ``_new_store_by_url(self._store or app.conf.store)``)."""
+    ``Collection._new_store`` -> ``_new_store_by_url(self._store or app.conf.store)``), and
+    keeps the futures of its changelog messages for :meth:`changelog_sent`."""
+
+    _in_flight: deque[FutureMessage] | None = None
+    _send_error: BaseException | None = None
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> FutureMessage:
+        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        in_flight = self._in_flight
+        if in_flight is None:
+            in_flight = self._in_flight = deque()
+        while in_flight and in_flight[0].done():  # sends complete about in order: O(1) each
+            done = in_flight.popleft()
+            if self._send_error is None and (done.cancelled() or done.exception()):
+                self._send_error = (
+                    asyncio.CancelledError() if done.cancelled() else done.exception()
+                )
+        in_flight.append(fut)
+        return fut
+
+    async def changelog_sent(self) -> None:
+        """Wait until the broker acknowledged every changelog message of this table so far
+        (raises the send error if one failed).
+
+        ``app.producer.flush()`` is no such barrier for table writes, which Faust queues in its
+        ``ProducerBuffer`` (faust-streaming 0.15 ``transport/producer.py``): ``flush_atmost``
+        returns when no message left the queue within 0.1 s (a busy event loop), and as soon
+        as the queue is empty, while the last message is still on its way to aiokafka.
+        """
+        in_flight, self._in_flight = self._in_flight or deque(), deque()
+        error, self._send_error = self._send_error, None
+        if error is not None:
+            raise error
+        if in_flight:
+            await asyncio.gather(*in_flight)
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         store = stores.new_store(self, url)  # not `or`: an empty store is falsy (__len__)

@@ -48,6 +48,10 @@ DAY_MS = 86_400_000
 INPUT_SLACK_MS = 7 * DAY_MS  # inputs outlive the longest window by a week, for replays
 OUTPUT_RETENTION_MS = 30 * DAY_MS
 PARTIALS_RETENTION_MS = 7 * DAY_MS
+# A dead letter carries the original bytes (SPEC §5), base64 when not UTF-8: 4/3 of an input
+# record of up to Kafka's default 1 MB, plus the other fields. The producer's request limit
+# and the dead-letter topic's max.message.bytes are raised to this.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 FOREVER = -1  # Tansu accepts retention.ms=-1 (checked by hand), as Kafka does
 
 _POLICIES = {"delete", "compact", "compact,delete", "delete,compact"}
@@ -106,7 +110,12 @@ def topic_specs(settings: Settings, *, replication: int = 1) -> list[TopicSpec]:
         spec(CUSTOMERS, "compact", FOREVER),
         spec(SCORES, "compact", FOREVER),
         spec(ALERTS, "delete", OUTPUT_RETENTION_MS),
-        spec(DEAD_LETTER, "delete", OUTPUT_RETENTION_MS),
+        TopicSpec(
+            DEAD_LETTER,
+            parts,
+            replication,
+            {**_configs("delete", OUTPUT_RETENTION_MS), "max.message.bytes": str(MAX_RECORD_BYTES)},
+        ),
         spec(FOLLOWUPS, "delete", OUTPUT_RETENTION_MS),
         spec(partials_topic(settings), "delete", PARTIALS_RETENTION_MS),
     ]

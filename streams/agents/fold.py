@@ -102,8 +102,13 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
     # so Faust's changelog recovery stops before the tail of a multi-record batch. Flushing
     # first makes the progress record a batch of its own: the last batch at rest is one record.
     await producer.flush()
+    # producer.flush() is no barrier for table writes (Faust's ProducerBuffer, see
+    # streams/tables.py): wait for the broker's acks before the seal, and for the seal's before
+    # take_events acks the batch, so a commit never covers state still in a queue.
+    await table.changelog_sent()
     for key, value in result.progress.items():
         table[key] = value
+    await table.changelog_sent()
     now = time.time()
     for outcome, count in result.outcomes.items():
         tel.events.labels(topic_name, outcome).inc(count)

@@ -94,9 +94,11 @@ class MergeService:
         if not partitions:
             return
         await self.ctx.app.producer.flush()
+        await self.table.changelog_sent()  # flush() is no barrier for table writes
         value = self.merger.seal_value()
         for q in partitions:
             self.table[f"#wm|{q}"] = value
+        await self.table.changelog_sent()
 
     async def tick(self) -> None:
         if not self.ready():

@@ -154,7 +154,9 @@ async def read_all(
         await consumer.stop()
 
 
-async def produce_tracked(bootstrap: str, messages: Iterable[tuple[str, bytes, bytes | None]]) -> dict[tuple[str, int], int]:
+async def produce_tracked(
+    bootstrap: str, messages: Iterable[tuple[str, bytes, bytes | None]]
+) -> dict[tuple[str, int], int]:
     """Produce in order; return the next offset to consume per (topic, partition) once all
     are written (the committed offset a consumer group reaches when it has read everything)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
@@ -178,7 +180,9 @@ async def produce_tracked(bootstrap: str, messages: Iterable[tuple[str, bytes, b
     return ends
 
 
-async def committed(bootstrap: str, group: str, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+async def committed(
+    bootstrap: str, group: str, tps: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
     """The consumer group's committed offsets (OffsetFetch through a consumer that never joins
     the group: Tansu does not answer aiokafka's admin list_consumer_group_offsets)."""
     from aiokafka import TopicPartition
@@ -205,7 +209,9 @@ def comparable(records: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def message_counts(bootstrap: str, topic: str, idle_s: float = 1.0) -> dict[tuple[str, int], int]:
+async def message_counts(
+    bootstrap: str, topic: str, idle_s: float = 1.0
+) -> dict[tuple[str, int], int]:
     """Next offset after the last message, per partition, by reading the topic (Tansu's
     ListOffsets answer can be short of the real end, see streams/scores_view.py)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
@@ -223,11 +229,14 @@ async def message_counts(bootstrap: str, topic: str, idle_s: float = 1.0) -> dic
         await consumer.stop()
 
 
-def caught_up(bootstrap: str, group: str, input_ends: dict[tuple[str, int], int], partials: str) -> bool:
+def caught_up(
+    bootstrap: str, group: str, input_ends: dict[tuple[str, int], int], partials: str
+) -> bool:
     """Stage 1 has committed every input record and stage 2 every partials message."""
-    if not all(o >= input_ends[tp] for tp, o in asyncio.run(committed(bootstrap, group, input_ends)).items()) or len(
-        asyncio.run(committed(bootstrap, group, input_ends))
-    ) < len(input_ends):
+    if not all(
+        o >= input_ends[tp]
+        for tp, o in asyncio.run(committed(bootstrap, group, input_ends)).items()
+    ) or len(asyncio.run(committed(bootstrap, group, input_ends))) < len(input_ends):
         return False
     ends = asyncio.run(message_counts(bootstrap, partials))
     got = asyncio.run(committed(bootstrap, group, ends))

@@ -22,7 +22,9 @@ from tests.integration import harness
 pytestmark = pytest.mark.integration
 
 T0 = int(time.time() * 1000) // HOUR_MS * HOUR_MS - WEEK_MS - HOUR_MS
-SPIKE = Anomaly("detractor-spike", "enterprise", T0 + 5 * 24 * HOUR_MS, T0 + 5 * 24 * HOUR_MS + HOUR_MS)
+SPIKE = Anomaly(
+    "detractor-spike", "enterprise", T0 + 5 * 24 * HOUR_MS, T0 + 5 * 24 * HOUR_MS + HOUR_MS
+)
 
 
 def test_detractor_spike_week_on_a_real_worker(tmp_path: Path) -> None:
@@ -55,8 +57,14 @@ def test_detractor_spike_week_on_a_real_worker(tmp_path: Path) -> None:
             fold(rest, worker)
             alerts = [v for _k, v in asyncio.run(harness.read_all(broker.bootstrap, "cx.alerts"))]
             firing = worker.samples().get(
-                ("cx_alerts_firing", (("dimension", "segment"), ("member", "enterprise"),
-                                      ("rule", "detractor_spike")))  # fmt: skip
+                (
+                    "cx_alerts_firing",
+                    (
+                        ("dimension", "segment"),
+                        ("member", "enterprise"),
+                        ("rule", "detractor_spike"),
+                    ),
+                )  # fmt: skip
             )
         finally:
             worker.stop()

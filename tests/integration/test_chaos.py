@@ -22,7 +22,7 @@ from streams.broker import EmbeddedBroker
 from streams.generate import generate
 from streams.settings import Settings
 from streams.topics import INPUTS, create_topics, topic_specs
-from tests.integration import harness
+from tests.integration import faults, harness
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,10 @@ def _settings(broker: EmbeddedBroker, app_id: str) -> Settings:
 
 @pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, EmbeddedBroker]]:
-    with EmbeddedBroker(log_path=tmp_path / "a.log") as a, EmbeddedBroker(log_path=tmp_path / "b.log") as b:
+    with (
+        EmbeddedBroker(log_path=tmp_path / "a.log") as a,
+        EmbeddedBroker(log_path=tmp_path / "b.log") as b,
+    ):
         yield a, b
 
 
@@ -60,29 +63,12 @@ def _setup(broker: EmbeddedBroker, app_id: str) -> tuple[Settings, dict[tuple[st
     return settings, {tp: o for tp, o in ends.items() if tp[0] in INPUTS}
 
 
-def _done(broker: EmbeddedBroker, group: str, ends: dict[tuple[str, int], int]) -> bool:
-    return harness.caught_up(broker.bootstrap, group, ends, f"{group}-partials")
-
-
-def _final_scores(broker: EmbeddedBroker) -> dict[str, Any]:
-    """Latest records once both stages have caught up (the caller waited for that) and the
-    throttled emission (0.3 s) has run: no new score record for 3 s."""
-    seen = -1
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        latest = asyncio.run(harness.read_all(broker.bootstrap, "cx.scores", idle_s=3.0))
-        if len(latest) == seen:
-            return harness.comparable({k.decode(): v for k, v in latest if k is not None})
-        seen = len(latest)
-    raise AssertionError("cx.scores never settled")
-
-
 def _clean_run(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, Any]:
     settings, ends = _setup(broker, "cx-clean")
     w = harness.Worker(settings, tmp_path, "clean")
     try:
-        harness.wait_until(lambda: _done(broker, "cx-clean", ends), 300, "clean run", w.log_tail)
-        scores = _final_scores(broker)
+        faults.wait_settled(broker, settings, ends, w, "clean run")
+        scores = faults.final_scores(broker)
     finally:
         w.stop()
     assert len(scores) > 500
@@ -113,12 +99,13 @@ def test_sigkill_at_random_moments_gives_clean_run_scores(brokers: Any, tmp_path
             worker.stop(signal.SIGKILL)
             kills += 1
             worker = harness.Worker(settings, tmp_path, f"chaos-{kills}")
-        harness.wait_until(lambda: _done(chaos_broker, "cx-chaos", ends), 300, "chaos run", worker.log_tail)
-        scores = _final_scores(chaos_broker)
+        faults.wait_settled(chaos_broker, settings, ends, worker, "chaos run")
+        scores = faults.final_scores(chaos_broker)
     finally:
         worker.stop()
     assert kills >= 1
-    assert scores == clean, _diff(scores, clean)
+    _diff(scores, clean)  # dumps both for a post-mortem
+    faults.assert_same_scores(scores, clean)
 
 
 def test_worker_joining_and_leaving_gives_clean_run_scores(brokers: Any, tmp_path: Path) -> None:
@@ -132,10 +119,11 @@ def test_worker_joining_and_leaving_gives_clean_run_scores(brokers: Any, tmp_pat
         second = harness.Worker(settings, tmp_path, "scale-2")  # joins: rebalance
         time.sleep(8)
         second.stop()  # leaves gracefully (SIGTERM): another rebalance
-        harness.wait_until(lambda: _done(other_broker, "cx-scale", ends), 300, "scale run", first.log_tail)
-        scores = _final_scores(other_broker)
+        faults.wait_settled(other_broker, settings, ends, first, "scale run")
+        scores = faults.final_scores(other_broker)
     finally:
         first.stop()
         if second is not None:
             second.stop()
-    assert scores == clean, _diff(scores, clean)
+    _diff(scores, clean)  # dumps both for a post-mortem
+    faults.assert_same_scores(scores, clean)

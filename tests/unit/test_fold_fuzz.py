@@ -23,7 +23,10 @@ REASONS = {"empty", "too_large", "not_json", "not_object", "missing_field", "wro
            "bad_value", "bad_time", "unknown_survey", "score_out_of_scale", "future"}  # fmt: skip
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
@@ -89,7 +92,9 @@ def test_every_malformed_record_is_dead_lettered_and_every_valid_one_counted(
         for outcome, count in result.outcomes.items():
             outcomes[outcome] = outcomes.get(outcome, 0) + count
         dead += result.dead_letters
-    bad = {(r.partition, r.offset): it for r, it in zip(records, items, strict=True) if not it.valid}
+    bad = {
+        (r.partition, r.offset): it for r, it in zip(records, items, strict=True) if not it.valid
+    }
     got = {(d["partition"], d["offset"]): d for d in dead}
     assert set(got) == set(bad), [(it.kind, it.value and it.value[:80]) for k, it in bad.items()
                                   if k not in got]  # fmt: skip

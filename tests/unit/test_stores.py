@@ -7,6 +7,7 @@ import asyncio
 import gc
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -106,7 +107,9 @@ def _tp(table: Any, partition: int) -> Any:
     return TP(table.changelog_topic_name, partition)
 
 
-async def test_fold_agent_batches_on_rocksdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fold_agent_batches_on_rocksdb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The path that asserted in Faust's store: ``take_events`` batch writes, no current event."""
     app = _app(tmp_path)
     sent: list[tuple[str, Any]] = []
@@ -122,12 +125,16 @@ async def test_fold_agent_batches_on_rocksdb(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(app.producer, "send", record)
     monkeypatch.setattr(app.producer, "flush", flush)
+    # no producer buffer runs in a test context: nothing would ever acknowledge the changelog
+    monkeypatch.setattr(app.tables["fold-surveys"], "changelog_sent", flush)
     agent = app.agents["fold-surveys"]
     survey = {"customer_id": "c1", "survey": "nps", "occurred_at": "2026-11-24T01:00:00Z",
               "segment": "smb", "channel": "chat"}  # fmt: skip
     async with agent.test_context() as ctx:
         for i, score in enumerate((3, 10, 9)):
-            await ctx.put(orjson.dumps({**survey, "response_id": f"r{i}", "score": score}), key=b"c1")
+            await ctx.put(
+                orjson.dumps({**survey, "response_id": f"r{i}", "score": score}), key=b"c1"
+            )
         await asyncio.sleep(0.5)  # take_events(within=0.2) closes the batch
     table = app.tables["fold-surveys"]
     # every key is in the DB of its partition (0: test_context puts on partition 0)
@@ -138,3 +145,46 @@ async def test_fold_agent_batches_on_rocksdb(tmp_path: Path, monkeypatch: pytest
     assert nps == [[2, [3, 2, 0, 1]]]  # marker = last offset; n, promoters, passives, detractors
     assert table.data["0|p"][0] == 2
     _close(table)
+
+
+async def test_changelog_sent_waits_for_every_changelog_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The barrier fold/merge can use instead of producer.flush() (see streams/tables.py)."""
+    app = _app(tmp_path, store="memory://")
+    table = app.tables["fold-surveys"]
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Any]] = []
+
+    def send_soon(**kwargs: Any) -> Any:
+        fut = loop.create_future()
+        fut.message = mock.Mock(partition=kwargs["partition"])  # type: ignore[attr-defined]
+        futures.append(fut)
+        return fut
+
+    monkeypatch.setattr(table.changelog_topic, "send_soon", send_soon)
+    table["1|p"] = [5, None]  # on_key_set -> send_changelog(partition_for_key(key)) -> send_soon
+    del table["1|p"]
+    assert [f.message.partition for f in futures] == [1, 1]  # type: ignore[attr-defined]
+    waiter = asyncio.ensure_future(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    futures[0].set_result(None)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    futures[1].set_result(None)
+    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(table.changelog_sent(), 1)  # nothing in flight: returns at once
+
+    table["2|p"] = [1, None]
+    futures[-1].set_exception(RuntimeError("broker said no"))
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await table.changelog_sent()
+    # a failure noticed while pruning completed sends is still reported
+    table["3|p"] = [1, None]
+    futures[-1].set_exception(RuntimeError("lost"))
+    table["3|p"] = [2, None]  # prunes the failed future
+    futures[-1].set_result(None)
+    with pytest.raises(RuntimeError, match="lost"):
+        await table.changelog_sent()
+    await asyncio.wait_for(table.changelog_sent(), 1)
