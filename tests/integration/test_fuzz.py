@@ -24,8 +24,7 @@ from tests import fuzzgen
 from tests.integration import faults, harness
 from tests.integration.faults import fresh_broker  # noqa: F401 - fixture
 
-# wip: fails today (see CHANGELOG "Known failing"); `make wip` runs it.
-pytestmark = [pytest.mark.integration, pytest.mark.wip]
+pytestmark = pytest.mark.integration
 
 SEED = int(os.environ.get("CX_FUZZ_SEED", "20261124"))
 ITEMS = int(os.environ.get("CX_FUZZ_ITEMS", "1500"))

@@ -24,9 +24,7 @@ from streams.topics import create_topics, topic_specs
 from tests.integration import faults, harness
 from tests.integration.faults import two_brokers  # noqa: F401 - fixture
 
-# wip: fails today (see CHANGELOG "Known failing"); `make wip` runs it.
-pytestmark = [pytest.mark.integration, pytest.mark.wip]
-pytest.importorskip("rocksdict")
+pytestmark = pytest.mark.integration
 
 EVENTS = 3000
 START_MS = int(time.time() * 1000) - 3 * 86_400_000

@@ -30,8 +30,7 @@ from streams.topics import create_topics, topic_specs
 from tests.integration import faults, harness
 from tests.integration.faults import two_brokers  # noqa: F401 - fixture
 
-# wip: fails today (see CHANGELOG "Known failing"); `make wip` runs it.
-pytestmark = [pytest.mark.integration, pytest.mark.wip]
+pytestmark = pytest.mark.integration
 
 SESSION_S = 30.0
 EVENTS = 2500

@@ -19,8 +19,6 @@ from streams.settings import Settings
 from streams.stores import PartitionedRocksStore
 from streams.tables import MergeTable, SourcePartitionedTable
 
-pytest.importorskip("rocksdict")
-
 
 def _app(tmp_path: Path, store: str = "rocksdb://") -> Any:
     settings = Settings(app_id="store-test", web_port=16998, partitions=4, store=store,
