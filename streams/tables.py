@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from faust.tables.table import Table
-from faust.types import FutureMessage, StoreT
+from faust.types import EventT, FutureMessage, StoreT
 from faust.types.codecs import CodecArg
 from yarl import URL
 
@@ -77,10 +78,39 @@ class _KeyPartitionedTable(Table):
 
 
 class SourcePartitionedTable(_KeyPartitionedTable):
-    """Stage-1 state: key ``"{partition}|..."``."""
+    """Stage-1 state: key ``"{partition}|..."``.
+
+    Restoring from the changelog keeps, per key, the value with the highest offset marker
+    rather than the last one written (:func:`newest_by_marker`)."""
 
     def partition_for_key(self, key: Any) -> int:
         return int(key.split("|", 1)[0])
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        super().apply_changelog_batch(newest_by_marker(batch, self.data))
+
+
+def newest_by_marker(batch: Iterable[EventT], current: Mapping[Any, Any]) -> Iterator[EventT]:
+    """The changelog events of ``batch`` minus those whose value is older than the key's value.
+
+    Every stage-1 value is a list whose first element is the input offset it is complete up
+    to (a bucket's marker, a dedupe entry's first offset, a seal's offset...). Values of one key
+    only grow with that offset, so a value with a *lower* marker than the one already restored
+    is a stale write: a worker that lost the partition in a rebalance but still finished its
+    batch after the new owner wrote (Faust has no fencing without transactions; see
+    docs/crash-safety.md, "Rebalance and zombie writes"). Last-write-wins would let it replace
+    the newer value while the seal says those records are done: events lost on the next
+    restore. Tombstones (expiry) and non-list values (the member cap) are applied as written.
+    """
+    latest: dict[Any, Any] = {}
+    for event in batch:
+        key, value = event.key, event.value
+        if event.message.value is not None and isinstance(value, list) and value:
+            old = latest[key] if key in latest else current.get(key)
+            if isinstance(old, list) and old and old[0] > value[0]:
+                continue
+        latest[key] = value
+        yield event
 
 
 class MergeTable(_KeyPartitionedTable):
