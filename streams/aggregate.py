@@ -7,7 +7,9 @@ partition of every key is :func:`partition_of` its ``family|dim|member`` part):
 ``{family}|{dim}|{member}|{w}|{b}``   ``{source: [marker, counts]}`` latest snapshots
 ``{family}|{dim}|{member}|#a``        ``{source: [marker, active]}`` (churn base)
 ``{family}|{dim}|{member}|#r``        ``{"metric|window": revision}``
-``#wm|{q}``                           ``{topic: {source: watermark}}``, written last (seal)
+``#wm|{q}``                           ``{topic: {source: watermark}, "#o": offset}``, written
+                                     last (seal); ``#o``: the last partials offset of ``q``
+                                     applied (streams/agents/gaps.py)
 ====================================  ===============================================
 
 Snapshots are cumulative per source partition, so applying one twice, or an older one after a
@@ -33,6 +35,9 @@ Member = tuple[str, str, str]  # family, dimension, member
 def partition_of(member_key: str, partitions: int) -> int:
     """Stable partition of ``family|dim|member`` (same on every worker and release)."""
     return zlib.crc32(member_key.encode()) % partitions
+
+
+OFFSET = "#o"  # in the seal value: the last partials offset applied
 
 
 def table_partition(key: str, partitions: int) -> int:
@@ -126,6 +131,8 @@ class Merger:
         for key in list(self.table.keys()):
             if key.startswith("#wm|"):
                 for topic, srcs in (self.table.get(key) or {}).items():
+                    if topic == OFFSET:
+                        continue
                     for src, wm in srcs.items():
                         self._watermark(topic, src, wm, int(key[4:]))
                 continue

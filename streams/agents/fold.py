@@ -12,6 +12,7 @@ from typing import Any, cast
 import faust
 
 from streams import codecs
+from streams.agents import gaps
 from streams.aggregate import partition_of
 from streams.context import Context
 from streams.state import BatchResult, Folder, Record
@@ -42,6 +43,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
         max_bytes=s.max_message_bytes,
     )
     last_expiry = [time.monotonic()]
+    input_log = gaps.InputLog(s.bootstrap, topic_name)
 
     async def fold(stream: faust.StreamT) -> None:
         # take_events acks a batch only after this body ran, so offsets are committed only
@@ -57,6 +59,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                 )
                 for e in events
             ]
+            records = await gaps.in_order(records, lambda p: table.get(f"{p}|p"), input_log)
             result = folder.fold(records, int(time.time() * 1000))
             if time.monotonic() - last_expiry[0] > EXPIRE_EVERY_S:
                 last_expiry[0] = time.monotonic()

@@ -9,10 +9,12 @@ from typing import Any, cast
 import faust
 
 from streams import codecs
-from streams.aggregate import Emission, Merger
+from streams.agents import gaps
+from streams.aggregate import OFFSET, Emission, Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
 from streams.settings import Settings, parse_duration
+from streams.state import Record
 from streams.tables import MergeTable
 from streams.topics import ALERTS, SCORES
 
@@ -66,6 +68,7 @@ class MergeService:
             partitions=s.partitions,
         )
         app.agent(topic, name="merge")(self.consume)
+        self.partials_log = gaps.InputLog(s.bootstrap, ctx.partials_topic)
         app.timer(max(0.05, s.emit_interval / 4), name="emit-scores")(self.tick)
 
     def owned_partitions(self) -> set[int]:
@@ -79,25 +82,44 @@ class MergeService:
     async def consume(self, stream: faust.StreamT) -> None:
         async for events in cast(Any, stream).take_events(5000, within=0.05):
             async with self.lock:
-                touched: set[int] = set()
+                records = [
+                    Record(
+                        e.message.partition, e.message.offset, e.message.value, 0, e.message.key
+                    )  # fmt: skip
+                    for e in events
+                ]
+                records = await gaps.in_order(records, self.applied, self.partials_log)
+                done: dict[int, int] = {}
                 now_ms = int(time.time() * 1000)
-                for e in events:
-                    key = e.message.key.decode() if e.message.key else ""
-                    self.merger.apply(
-                        key, codecs.loads(e.message.value), e.message.partition, now_ms
-                    )
-                    touched.add(e.message.partition)
-                await self.seal(touched)
+                for r in records:
+                    q = r.partition
+                    last = done.get(q, self.applied_offset(q))
+                    if r.offset <= last:
+                        continue  # applied before (a redelivery after a crash or rebalance)
+                    key = r.key.decode() if r.key else ""
+                    self.merger.apply(key, codecs.loads(r.raw), q, now_ms)
+                    done[q] = r.offset
+                await self.seal(set(done), done)
 
-    async def seal(self, partitions: set[int]) -> None:
-        """Flush, then write each partition's watermark record last (Tansu end-offset quirk)."""
+    def applied_offset(self, q: int) -> int:
+        """The last partials offset of ``q`` applied to the table (-1: none)."""
+        return int((self.table.get(f"#wm|{q}") or {}).get(OFFSET, -1))
+
+    def applied(self, q: int) -> list[int] | None:
+        offset = self.applied_offset(q)
+        return None if offset < 0 else [offset]
+
+    async def seal(self, partitions: set[int], offsets: dict[int, int] | None = None) -> None:
+        """Flush, then write each partition's watermark record last (Tansu end-offset quirk),
+        with the last partials offset applied (``#o``)."""
         if not partitions:
             return
         await self.ctx.app.producer.flush()
         await self.table.changelog_sent()  # flush() is no barrier for table writes
         value = self.merger.seal_value()
         for q in partitions:
-            self.table[f"#wm|{q}"] = value
+            offset = (offsets or {}).get(q, self.applied_offset(q))
+            self.table[f"#wm|{q}"] = {**value, OFFSET: offset}
         await self.table.changelog_sent()
 
     async def tick(self) -> None:

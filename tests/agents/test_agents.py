@@ -38,6 +38,8 @@ def app_and_sent(
 
     monkeypatch.setattr(app.producer, "send", record)
     monkeypatch.setattr(app.producer, "flush", flush)
+    for table in app.tables.values():  # no producer buffer runs to acknowledge the changelog
+        monkeypatch.setattr(table, "changelog_sent", flush)
     return app, registry, sent
 
 

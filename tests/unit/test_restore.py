@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from faust.types import TP
 import pytest
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from streams.app import create_app
