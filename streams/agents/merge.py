@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, cast
 
@@ -17,6 +18,8 @@ from streams.settings import Settings, parse_duration
 from streams.state import Record
 from streams.tables import MergeTable
 from streams.topics import ALERTS, SCORES
+
+log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 30.0
 
@@ -96,9 +99,12 @@ class MergeService:
                     last = done.get(q, self.applied_offset(q))
                     if r.offset <= last:
                         continue  # applied before (a redelivery after a crash or rebalance)
+                    done[q] = r.offset
+                    if r.raw is None:  # internal topic: nothing else writes it; never crash
+                        log.warning("partials[%d]@%d: empty record skipped", q, r.offset)
+                        continue
                     key = r.key.decode() if r.key else ""
                     self.merger.apply(key, codecs.loads(r.raw), q, now_ms)
-                    done[q] = r.offset
                 await self.seal(set(done), done)
 
     def applied_offset(self, q: int) -> int:

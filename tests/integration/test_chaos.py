@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 EVENTS = int(os.environ.get("CX_CHAOS_EVENTS", "15000"))
 KILLS = int(os.environ.get("CX_CHAOS_KILLS", "4"))
+WAIT_S = max(300.0, EVENTS / 150)  # the worker folds ~700 events/s here, less under load
 START_MS = int(time.time() * 1000) - 3 * 86_400_000  # fixed for the whole session
 
 
@@ -67,7 +68,7 @@ def _clean_run(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, Any]:
     settings, ends = _setup(broker, "cx-clean")
     w = harness.Worker(settings, tmp_path, "clean")
     try:
-        faults.wait_settled(broker, settings, ends, w, "clean run")
+        faults.wait_settled(broker, settings, ends, w, "clean run", WAIT_S)
         scores = faults.final_scores(broker)
     finally:
         w.stop()
@@ -108,7 +109,7 @@ def test_sigkill_at_random_moments_gives_clean_run_scores(brokers: Any, tmp_path
             worker.stop(signal.SIGKILL)
             kills += 1
             worker = harness.Worker(settings, tmp_path, f"chaos-{kills}")
-        faults.wait_settled(chaos_broker, settings, ends, worker, "chaos run")
+        faults.wait_settled(chaos_broker, settings, ends, worker, "chaos run", WAIT_S)
         scores = faults.final_scores(chaos_broker)
     finally:
         worker.stop()
@@ -128,7 +129,7 @@ def test_worker_joining_and_leaving_gives_clean_run_scores(brokers: Any, tmp_pat
         second = harness.Worker(settings, tmp_path, "scale-2")  # joins: rebalance
         time.sleep(8)
         second.stop()  # leaves gracefully (SIGTERM): another rebalance
-        faults.wait_settled(other_broker, settings, ends, first, "scale run")
+        faults.wait_settled(other_broker, settings, ends, first, "scale run", WAIT_S)
         scores = faults.final_scores(other_broker)
     finally:
         first.stop()
