@@ -40,6 +40,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         table_standby_replicas=0,
         processing_guarantee="at_least_once",
         producer_max_request_size=MAX_RECORD_BYTES,  # dead letters of 1 MB inputs
+        producer_linger=0.005,
+        producer_max_batch_size=1 << 20,
         # The changelogs and the partials topic are created by `cxpulse topics create`
         # with explicit configs; Faust may still declare what is missing.
         topic_allow_declare=True,
