@@ -46,6 +46,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # and the check crash-looped the worker (docs/crash-safety.md, RocksDB). The markers
         # and seals make a DB that is ahead harmless; delete CX_DATA_DIR with the topics.
         recovery_consistency_check=False,
+        producer_linger=0.005,
+        producer_max_batch_size=1 << 20,
         # The changelogs and the partials topic are created by `cxpulse topics create`
         # with explicit configs; Faust may still declare what is missing.
         topic_allow_declare=True,

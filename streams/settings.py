@@ -50,7 +50,7 @@ class Settings:
     dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
     max_members: int = 50
     emit_interval: float = 1.0
-    batch_size: int = 1000
+    batch_size: int = 5000
     batch_within: float = 0.2
     late_after_s: int = 300
     max_future_s: int = 300

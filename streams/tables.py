@@ -9,6 +9,19 @@ Relies on faust-streaming 0.15's ``Table.on_key_set -> send_changelog(partition_
 
 The same key -> partition rule picks the local RocksDB database of a key (``CX_STORE=rocksdb://``,
 see :mod:`streams.stores`): Faust's own RocksDB store would ask ``current_event()`` too.
+
+**Staged changelog writes.** Faust sends one changelog message per ``table[key] = value``
+through its ``ProducerBuffer`` (a queue drained by a task, one ``producer.send`` per message):
+that path was ~40% of the worker's time. Our tables instead *stage* the message (the store is
+updated at once, as before; the latest value per key wins) and :meth:`changelog_sent` sends
+everything staged as one aiokafka record batch per changelog partition (``create_batch`` /
+``send_batch``), then waits for the broker's acks. A key written several times in a batch is
+sent once. Every writer already ends its batch with ``await table.changelog_sent()`` (the
+barrier before a seal, see docs/crash-safety.md), so nothing stays staged across batches.
+Relies on faust-streaming 0.15 ``ManagedUserDict.__setitem__/__delitem__ -> on_key_set /
+on_key_del``, the aiokafka driver's ``Producer._ensure_producer()`` and the ``json`` codec being
+``orjson.dumps`` (checked per table; otherwise Faust's serializer is used);
+``tests/agents/test_agents.py`` fails if an upgrade changes them.
 """
 
 from __future__ import annotations
@@ -16,11 +29,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
+import orjson
 from faust.tables.table import Table
 from faust.types import EventT, FutureMessage, StoreT
 from faust.types.codecs import CodecArg
+from faust.utils.json import on_default
 from yarl import URL
 
 from streams import stores
@@ -32,18 +48,27 @@ class _KeyPartitionedTable(Table):
     ``Collection._new_store`` -> ``_new_store_by_url(self._store or app.conf.store)``), and
     keeps the futures of its changelog messages for :meth:`changelog_sent`."""
 
-    _in_flight: deque[FutureMessage] | None = None
+    _in_flight: deque[asyncio.Future[Any]] | None = None
     _send_error: BaseException | None = None
+    _staged: dict[Any, Any] | None = None  # key -> value (None: delete), sent by changelog_sent
+    _fast_codec: bool | None = None
 
-    def send_changelog(
-        self,
-        partition: int | None,
-        key: Any,
-        value: Any,
-        key_serializer: CodecArg | None = None,
-        value_serializer: CodecArg | None = None,
-    ) -> FutureMessage:
-        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+    def on_key_set(self, key: Any, value: Any) -> None:
+        """Stage the changelog message (Faust would send it now, see the module doc)."""
+        self._stage(key, value)
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        self._stage(key, None)
+        self._sensor_on_del(self, key)
+
+    def _stage(self, key: Any, value: Any) -> None:
+        staged = self._staged
+        if staged is None:
+            staged = self._staged = {}
+        staged[key] = value
+
+    def _track(self, fut: asyncio.Future[Any]) -> None:
         in_flight = self._in_flight
         if in_flight is None:
             in_flight = self._in_flight = deque()
@@ -54,17 +79,109 @@ class _KeyPartitionedTable(Table):
                     asyncio.CancelledError() if done.cancelled() else done.exception()
                 )
         in_flight.append(fut)
+
+    def _codec_is_orjson(self) -> bool:
+        """Whether Faust's key/value serializers give exactly ``orjson.dumps``'s bytes (the
+        changelog is read back by Faust's own deserializers on recovery)."""
+        if self._fast_codec is None:
+            probe_key, probe_value = "0|k|nps|all|all|5m|1", [3, [1.5, None, "x", {"a": [1]}]]
+            serializers = self.app.serializers
+            try:
+                self._fast_codec = serializers.dumps_key(
+                    self.key_type, probe_key, serializer=self.key_serializer
+                ) == _dumps(probe_key) and serializers.dumps_value(
+                    self.value_type, probe_value, serializer=self.value_serializer
+                ) == _dumps(probe_value)
+            except Exception:  # noqa: BLE001 - any doubt: Faust's own path
+                self._fast_codec = False
+        return self._fast_codec
+
+    def _batch_producer(self) -> Any:
+        """The started aiokafka producer behind Faust's, or None (tests, other drivers)."""
+        producer = self.app.producer
+        ensure = getattr(producer, "_ensure_producer", None)
+        if ensure is None or getattr(producer, "_producer", None) is None:
+            return None
+        aio = ensure()
+        if not hasattr(aio, "create_batch") or self.app.in_transaction:
+            return None
+        return aio if self._codec_is_orjson() else None
+
+    async def send_staged(self) -> None:
+        """Hand the staged changelog messages to the producer (without waiting for acks)."""
+        staged, self._staged = self._staged, None
+        if not staged:
+            return
+        aio = self._batch_producer()
+        if aio is None:  # Faust's path, one message at a time
+            for key, value in staged.items():
+                if value is None:
+                    self.send_changelog(
+                        self.partition_for_key(key), key, None, value_serializer="raw"
+                    )
+                else:
+                    self.send_changelog(self.partition_for_key(key), key, value)
+            return
+        topic = self.changelog_topic.get_topic_name()
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for key, value in staged.items():
+            p = self.partition_for_key(key)
+            if p is None:  # our subclasses always name it
+                raise TypeError(f"{self.name}: no changelog partition for {key!r}")
+            by_partition.setdefault(p, []).append(
+                (_dumps(key), None if value is None else _dumps(value))
+            )
+        for p, messages in by_partition.items():
+            batch, n = aio.create_batch(), 0
+            for k, v in messages:
+                if batch.append(key=k, value=v, timestamp=None) is None:
+                    if n:
+                        await self._send_batch(aio, batch, topic, p, n)
+                    batch, n = aio.create_batch(), 0
+                    if batch.append(key=k, value=v, timestamp=None) is None:
+                        # larger than a whole batch: the producer's own path splits nothing
+                        # either, but it takes up to max_request_size
+                        self._track(await aio.send(topic, v, key=k, partition=p))
+                        continue
+                n += 1
+            if n:
+                await self._send_batch(aio, batch, topic, p, n)
+
+    async def _send_batch(self, aio: Any, batch: Any, topic: str, p: int, n: int) -> None:
+        fut = await aio.send_batch(batch, topic, partition=p)
+        fut.add_done_callback(partial(self._on_batch_sent, n))
+        self._track(fut)
+
+    def _on_batch_sent(self, n: int, fut: asyncio.Future[Any]) -> None:
+        # Collection._on_changelog_sent for a batch: the offset of its last record is what the
+        # RocksDB store records as persisted (at_least_once; no transactions on Tansu).
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        res = fut.result()
+        self.data.set_persisted_offset(res.topic_partition, res.offset + n - 1)
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> FutureMessage:
+        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        self._track(fut)
         return fut
 
     async def changelog_sent(self) -> None:
-        """Wait until the broker acknowledged every changelog message of this table so far
-        (raises the send error if one failed).
+        """Send the staged changelog messages, then wait until the broker acknowledged every
+        changelog message of this table so far (raises the send error if one failed).
 
         ``app.producer.flush()`` is no such barrier for table writes, which Faust queues in its
         ``ProducerBuffer`` (faust-streaming 0.15 ``transport/producer.py``): ``flush_atmost``
         returns when no message left the queue within 0.1 s (a busy event loop), and as soon
         as the queue is empty, while the last message is still on its way to aiokafka.
         """
+        await self.send_staged()
         in_flight, self._in_flight = self._in_flight or deque(), deque()
         error, self._send_error = self._send_error, None
         if error is not None:
@@ -75,6 +192,11 @@ class _KeyPartitionedTable(Table):
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         store = stores.new_store(self, url)  # not `or`: an empty store is falsy (__len__)
         return store if store is not None else super()._new_store_by_url(url)
+
+
+def _dumps(obj: Any) -> bytes:
+    """faust-streaming 0.15's ``json`` codec (``faust.utils.json.dumps`` with orjson)."""
+    return orjson.dumps(obj, default=on_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
 
 
 class SourcePartitionedTable(_KeyPartitionedTable):

@@ -79,6 +79,7 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
             table.pop(key, None)
         else:
             table[key] = value
+    await table.send_staged()  # the state goes out while the other sends are prepared
     for dl in result.dead_letters:
         dl_key = f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode()
         await producer.send(DEAD_LETTER, dl_key, codecs.dumps(dl), None, None, None)

@@ -145,6 +145,9 @@ class MergeService:
                     self.table.pop(key, None)
                 emission.partitions |= owned
             await self.seal(emission.partitions)
+            # writes without a sealed partition (alert states): our tables stage changelog
+            # messages until changelog_sent() (streams/tables.py)
+            await self.table.changelog_sent()
 
     async def publish(self, emission: Emission) -> None:
         producer, tel = self.ctx.app.producer, self.ctx.telemetry

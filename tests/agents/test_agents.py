@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -109,9 +110,10 @@ async def test_merge_agent_emits_scores_and_gauges(app_and_sent: Any) -> None:
     assert registry.get_sample_value("cx_score", {**labels, "window": "5m"}) is None
 
 
-def test_tables_name_their_changelog_partition() -> None:
-    """Guard for faust-streaming upgrades: Table.on_key_set must route through
-    partition_for_key, which our tables answer from the key (no current event needed)."""
+async def test_tables_name_their_changelog_partition() -> None:
+    """Guard for faust-streaming upgrades: ``table[key] = value`` must reach our on_key_set
+    (ManagedUserDict), which stages the message; changelog_sent() sends it to the partition
+    partition_for_key answers from the key (no current event needed)."""
     app = create_app(Settings(app_id="tables-test", web_port=16999, partitions=4))
     fold = app.tables["fold-surveys"]
     merge = app.tables["merge"]
@@ -121,14 +123,104 @@ def test_tables_name_their_changelog_partition() -> None:
     assert merge.partition_for_key("#wm|2") == 2
     calls: list[Any] = []
 
-    class Sent:
-        class message:  # noqa: N801 - mimics FutureMessage.message
-            partition = 3
-
     def fake_send(partition: Any, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
-        calls.append(partition)
-        return Sent
+        calls.append((partition, key, value))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
 
     fold.send_changelog = fake_send  # type: ignore[method-assign]
-    fold.on_key_set("3|x", [1])  # outside any stream iteration: stock Table would raise
-    assert calls == [3]
+    fold["3|x"] = [1]  # outside any stream iteration: stock Table would raise
+    fold["3|x"] = [2]
+    fold["1|y"] = [3]
+    del fold["1|y"]
+    assert calls == [] and fold.data["3|x"] == [2] and "1|y" not in fold.data
+    await fold.changelog_sent()  # no started aiokafka producer here: Faust's path per message
+    assert calls == [(3, "3|x", [2]), (1, "1|y", None)]
+
+
+class _FakeBatch:
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.records: list[tuple[Any, Any]] = []
+
+    def append(self, *, key: Any, value: Any, timestamp: Any) -> Any:
+        if len(self.records) >= self.room:
+            return None
+        self.records.append((key, value))
+        return True
+
+
+class _FakeAioProducer:
+    """The part of aiokafka's AIOKafkaProducer that streams/tables.py uses."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.batches: list[tuple[str, int, list[tuple[Any, Any]]]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def create_batch(self) -> _FakeBatch:
+        return _FakeBatch(self.room)
+
+    async def send_batch(self, batch: _FakeBatch, topic: str, *, partition: int) -> Any:
+        self.batches.append((topic, partition, batch.records))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        return fut
+
+
+async def test_staged_changelog_goes_out_as_record_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path: one record batch per changelog partition, the latest value per key, the
+    same bytes as Faust's json codec, persisted offsets per batch, errors raised."""
+    import aiokafka
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    # what _batch_producer relies on in faust-streaming 0.15 / aiokafka
+    assert hasattr(faust_aiokafka.Producer, "_ensure_producer")
+    assert hasattr(aiokafka.AIOKafkaProducer, "create_batch")
+    assert hasattr(aiokafka.AIOKafkaProducer, "send_batch")
+    app = create_app(Settings(app_id="tables-test", web_port=16999, partitions=4))
+    table = app.tables["fold-surveys"]
+    assert table._codec_is_orjson()  # else every write takes Faust's slow path
+    fake = _FakeAioProducer(room=2)
+    monkeypatch.setattr(table, "_batch_producer", lambda: fake)
+    persisted: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        table.data, "set_persisted_offset", lambda tp, off: persisted.append((tp.partition, off))
+    )
+    table["1|a"] = [1, [1]]
+    table["1|a"] = [2, [1, 2]]
+    table["1|b"] = [3, None]
+    table["1|c"] = [4, None]
+    table["2|d"] = [5, None]
+    del table["2|d"]
+    waiter = asyncio.ensure_future(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    name = table.changelog_topic.get_topic_name()
+    ser = app.serializers
+    assert [(t, p, len(r)) for t, p, r in fake.batches] == [
+        (name, 1, 2),
+        (name, 1, 1),
+        (name, 2, 1),
+    ]
+    assert fake.batches[0][2][0] == (
+        ser.dumps_key(None, "1|a", serializer=table.key_serializer),
+        ser.dumps_value(None, [2, [1, 2]], serializer=table.value_serializer),
+    )
+    assert fake.batches[2][2] == [(ser.dumps_key(None, "2|d", serializer="json"), None)]
+    assert not waiter.done()  # waits for the acks
+    for i, fut in enumerate(fake.futures):
+        meta = mock.Mock(offset=10 * i)
+        meta.topic_partition.partition = fake.batches[i][1]
+        fut.set_result(meta)
+    await asyncio.wait_for(waiter, 1)
+    assert persisted == [(1, 1), (1, 10), (2, 20)]  # last offset of each batch
+    table["3|e"] = [6, None]
+    sending = asyncio.ensure_future(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    fake.futures[-1].set_exception(RuntimeError("broker said no"))
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await sending
+    await asyncio.wait_for(table.changelog_sent(), 1)  # nothing staged or in flight
