@@ -132,6 +132,8 @@ def test_topic_specs_cover_the_contract() -> None:
     assert specs[topics.DEAD_LETTER].configs == {
         "cleanup.policy": "delete",
         "retention.ms": str(30 * 86_400_000),
+        # a dead letter carries a 1 MB input in base64: more than Kafka's default 1 MB
+        "max.message.bytes": str(4 * 1024 * 1024),
     }
     assert int(specs[topics.SURVEY_RESPONSES].configs["retention.ms"]) > 30 * 86_400_000
     assert specs["cx-pulse-partials"].configs["retention.ms"] == str(7 * 86_400_000)
