@@ -22,6 +22,7 @@ from streams.topics import ALERTS, SCORES
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 30.0
+EXPIRE_FRACTION = 8  # also expire when event time advanced retention / 8
 
 
 def alert_config(s: Settings) -> AlertConfig:
@@ -64,6 +65,8 @@ class MergeService:
         self.gauge_labels: dict[tuple[str, str, str], set[tuple[str, str, str, str]]] = {}
         # ^ member (family, dimension, member) -> label sets of its cx_score series
         self.last_expiry = time.monotonic()
+        self.expired_at: int | None = None  # the watermark at the last expiry
+        self.expire_every_ms = max(1, s.retention_s * 1000 // EXPIRE_FRACTION)
         topic = app.topic(
             ctx.partials_topic,
             key_serializer="raw",
@@ -139,8 +142,18 @@ class MergeService:
                 self.drop_unowned_gauges()
             emission = self.merger.due(int(time.time() * 1000), owned)
             await self.publish(emission)
-            if time.monotonic() - self.last_expiry > EXPIRE_EVERY_S:
+            # every 30 s, and whenever event time advanced 1/8 of the retention (a replay)
+            wm = max((w for srcs in self.merger.watermarks.values() for w in srcs.values()),
+                     default=None)  # fmt: skip
+            if wm is not None and self.expired_at is None:
+                self.expired_at = wm
+            if time.monotonic() - self.last_expiry > EXPIRE_EVERY_S or (
+                wm is not None
+                and self.expired_at is not None
+                and wm - self.expired_at >= self.expire_every_ms
+            ):
                 self.last_expiry = time.monotonic()
+                self.expired_at = wm
                 for key in self.merger.expired_keys(owned):
                     self.table.pop(key, None)
                 emission.partitions |= owned
