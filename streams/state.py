@@ -27,8 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams import events as ev
-from streams.dims import MemberCap, event_members
-from streams.metrics.stats import FAMILIES, SupportCounts, category
+from streams.dims import ALL, MemberCap, clean
+from streams.metrics.stats import (
+    FAMILIES,
+    CesCounts,
+    ChurnCounts,
+    CsatCounts,
+    NpsCounts,
+    SupportCounts,
+    category,
+)
 from streams.windows import BUCKETS_PER_WINDOW, WindowSpec, iso
 
 FAMILY_TOPIC = {
@@ -166,9 +174,16 @@ class _PartitionBatch:
         self.done_offset: int = progress[0]
         self.wm: int | None = progress[1]
         self.cap = MemberCap(folder.max_members, folder.table.get(f"{p}|m"))
-        self.touched: dict[tuple[str, str, str], set[tuple[str, int]]] = {}
-        self.work: dict[str, list[Any]] = {}  # count key -> [marker, counts object]
-        self.grid = [(w.name, w.granularity_ms) for w in folder.windows]
+        # (family, dim, member) -> one dict per window: bucket -> slot, where a slot is
+        # [marker, counts object, count key]. Insertion order = first touch (partials order).
+        self.cells: dict[tuple[str, str, str], list[dict[int, list[Any]]]] = {}
+        self.work: list[list[Any]] = []  # every slot, in creation order (write order)
+        self.grid = [(i, w.name, w.granularity_ms) for i, w in enumerate(folder.windows)]
+        # window indices in name order: partials list their buckets sorted by (window, bucket)
+        self.by_name = sorted(range(len(folder.windows)), key=lambda i: folder.windows[i].name)
+        # per dimension: the parts it is made of (None for "all"), and raw value(s) -> member
+        self.plan = [(d, None if d == "all" else tuple(d.split("+"))) for d in folder.dimensions]
+        self.member_of: dict[tuple[str, Any], str] = {}
         self.active_touched: set[tuple[str, str]] = set()
         self.last_offset = self.done_offset
 
@@ -234,43 +249,79 @@ class _PartitionBatch:
         return "late" if late else "applied"
 
     # -- folding into buckets -----------------------------------------------------------
-    def add(self, family: str, dims: dict[str, str], t: int, offset: int, apply: Any) -> None:
-        """Apply ``apply(counts)`` to every live bucket of every member of the event."""
-        cls = FAMILIES[family]
+    def members(self, dims: dict[str, str]) -> list[tuple[str, str]]:
+        """``dims.event_members`` of the dims with the member cap applied, each member computed
+        once per batch (same result and the same ``MemberCap.fold`` calls, in the same order,
+        for every member not seen before: a kept member stays kept, and once the cap is full a
+        new member is always ``other``)."""
+        out: list[tuple[str, str]] = []
+        member_of = self.member_of
+        for dim, parts in self.plan:
+            if parts is None:
+                out.append(ALL)
+                continue
+            if len(parts) == 1:
+                raw: Any = dims.get(parts[0])
+                if raw is None:
+                    continue
+            else:
+                raw = tuple(dims.get(part) for part in parts)
+                if None in raw:
+                    continue
+            member = member_of.get((dim, raw))
+            if member is None:
+                text = "+".join(clean(dims[part]) for part in parts)
+                member = member_of[(dim, raw)] = self.cap.fold(dim, text)
+            out.append((dim, member))
+        return out
+
+    def add(
+        self, family: str, dims: dict[str, str], t: int, offset: int, apply: Any, *args: Any
+    ) -> None:
+        """Call ``apply(counts, *args)`` on every live bucket of every member of the event."""
         wm = self.wm if self.wm is not None else t
-        work = self.work
-        p = self.p
-        for dim, member in event_members(dims, self.f.dimensions):
-            member = self.cap.fold(dim, member)
-            touched = self.touched.setdefault((family, dim, member), set())
-            for name, g in self.grid:
-                b = t // g
-                if b < wm // g + 1 - BUCKETS_PER_WINDOW:
-                    continue  # no current or future window holds this bucket
-                key = f"{p}|k|{family}|{dim}|{member}|{name}|{b}"
-                touched.add((name, b))
-                slot = work.get(key)
+        live = []  # (window index, name, bucket) of the buckets some window can still read
+        for i, name, g in self.grid:
+            b = t // g
+            if b >= wm // g + 1 - BUCKETS_PER_WINDOW:
+                live.append((i, name, b))
+        cells = self.cells
+        cls = None
+        for dim, member in self.members(dims):
+            cell = cells.get((family, dim, member))
+            if cell is None:
+                cell = cells[(family, dim, member)] = [{} for _ in self.grid]
+            for i, name, b in live:
+                slots = cell[i]
+                slot = slots.get(b)
                 if slot is None:
+                    key = f"{self.p}|k|{family}|{dim}|{member}|{name}|{b}"
                     value = self.get(key)
+                    cls = cls or FAMILIES[family]
                     slot = [value[0], cls.from_list(value[1])] if value else [-1, cls.empty()]
-                    work[key] = slot
+                    slot.append(key)
+                    slots[b] = slot
+                    self.work.append(slot)
                 if slot[0] >= offset:
                     continue  # already folded before a restart
-                apply(slot[1])
+                apply(slot[1], *args)
                 slot[0] = offset
 
     def materialize(self) -> None:
         """Counts objects of this batch -> the compact stored form, once per key."""
-        for key, (marker, counts) in self.work.items():
-            self.dirty[key] = [marker, counts.to_list()]
+        dirty = self.dirty
+        for marker, counts, key in self.work:
+            dirty[key] = [marker, counts.to_list()]
         self.work.clear()
 
     def survey(self, e: ev.Survey, offset: int) -> None:
         lo, hi = e.scale_min, e.scale_max
         if e.survey == "nps":
-            self.add("nps", e.dims, e.t_ms, offset, lambda c: c.add(e.score))
+            self.add("nps", e.dims, e.t_ms, offset, NpsCounts.add, e.score)
+        elif e.survey == "csat":
+            self.add("csat", e.dims, e.t_ms, offset, CsatCounts.add, e.score, lo, hi)
         else:
-            self.add(e.survey, e.dims, e.t_ms, offset, lambda c: c.add(e.score, lo, hi))
+            self.add("ces", e.dims, e.t_ms, offset, CesCounts.add, e.score, lo, hi)
         cat = category(e.survey, e.score, lo, hi)
         self.out.responses.append((e.survey, cat, e.dims["segment"], e.dims["channel"]))
         if cat in ("detractor", "dissatisfied") and e.survey in ("nps", "csat"):
@@ -310,17 +361,14 @@ class _PartitionBatch:
                 new_opened = e.t_ms if status == "opened" else e.opened_at_ms
             self.dirty[ikey] = [offset, new_opened, first_offset, max(state[3], e.t_ms)]
 
-        def apply(c: SupportCounts) -> None:
-            if status == "opened":
-                c.add_opened()
-            elif status == "responded":
-                c.add_responded(first_response)
-            elif status == "resolved":
-                c.add_resolved(resolution)
-            else:
-                c.add_reopened()
-
-        self.add("support", e.dims, e.t_ms, offset, apply)
+        if status == "opened":
+            self.add("support", e.dims, e.t_ms, offset, SupportCounts.add_opened)
+        elif status == "responded":
+            self.add("support", e.dims, e.t_ms, offset, SupportCounts.add_responded, first_response)
+        elif status == "resolved":
+            self.add("support", e.dims, e.t_ms, offset, SupportCounts.add_resolved, resolution)
+        else:
+            self.add("support", e.dims, e.t_ms, offset, SupportCounts.add_reopened)
         channel = e.dims["channel"]
         if first_response is not None:
             self.out.latencies.append(("first_response", channel, first_response))
@@ -328,7 +376,7 @@ class _PartitionBatch:
             self.out.latencies.append(("resolution", channel, resolution))
 
     def cancellation(self, e: ev.Cancellation, offset: int) -> None:
-        self.add("churn", e.dims, e.t_ms, offset, lambda c: c.add(e.mrr))
+        self.add("churn", e.dims, e.t_ms, offset, ChurnCounts.add, e.mrr)
         self.out.cancellations.append((e.dims["segment"], e.mrr))
 
     def customer(self, e: ev.Customer, offset: int) -> None:
@@ -340,10 +388,7 @@ class _PartitionBatch:
             prev_active, prev_members = state[3], state[4]
         else:
             prev_active, prev_members = (state[1], state[2]) if state is not None else (0, [])
-        members = [
-            [dim, self.cap.fold(dim, member)]
-            for dim, member in event_members(e.dims, self.f.dimensions)
-        ]
+        members = [[dim, member] for dim, member in self.members(e.dims)]
         active = 1 if e.status == "active" else 0
         changes: Counter[tuple[str, str]] = Counter()
         if prev_active:
@@ -364,12 +409,18 @@ class _PartitionBatch:
     # -- publishing to stage 2 -----------------------------------------------------------
     def publish(self) -> None:
         src = f"{self.f.topic}:{self.p}"
-        for (family, dim, member), buckets in self.touched.items():
+        dirty = self.dirty
+        by_name = self.by_name
+        names = [w.name for w in self.f.windows]
+        for (family, dim, member), cell in self.cells.items():
             rows = []
-            for w, b in sorted(buckets):
-                value = self.get(f"{self.p}|k|{family}|{dim}|{member}|{w}|{b}")
-                if value is not None:
-                    rows.append([w, b, value[0], value[1]])
+            for i in by_name:
+                slots = cell[i]
+                w = names[i]
+                for b in sorted(slots):
+                    value = dirty.get(slots[b][2])
+                    if value is not None:
+                        rows.append([w, b, value[0], value[1]])
             self.out.partials.append(
                 (f"{family}|{dim}|{member}", {"s": src, "wm": self.wm, "b": rows})
             )

@@ -53,6 +53,20 @@ class _KeyPartitionedTable(Table):
     _staged: dict[Any, Any] | None = None  # key -> value (None: delete), sent by changelog_sent
     _fast_codec: bool | None = None
 
+    def get(self, key: Any, default: Any = None) -> Any:
+        """``Mapping.get`` without the exception: the inherited one reads ``self[key]`` and
+        catches the ``KeyError`` a missing key raises three frames down (Faust ``__missing__``),
+        which was ~10% of the worker's time (most reads of the fold miss: new event ids, new
+        buckets). Same sensor call and same answers; tables with a ``default`` factory keep
+        Faust's path."""
+        if self.default is not None:
+            return super().get(key, default)
+        self.on_key_get(key)
+        data = self.data
+        if key in data:  # the RocksDB store keeps the value read here for data[key]
+            return data[key]
+        return default
+
     def on_key_set(self, key: Any, value: Any) -> None:
         """Stage the changelog message (Faust would send it now, see the module doc)."""
         self._stage(key, value)

@@ -6,6 +6,7 @@ the in-place merge (``iadd``) stay explicit in each subclass because they are th
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, ClassVar, Self
 
 
@@ -17,6 +18,13 @@ class FlatCounts:
 
     __slots__ = ()
     _FIELDS: ClassVar[tuple[tuple[str, type], ...]] = ()
+    _values: ClassVar[Any] = None  # attrgetter of every field: to_list() is on the hot path
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = [name for name, _ in cls._FIELDS]
+        if len(names) > 1:  # attrgetter of one name returns the value, not a tuple
+            cls._values = attrgetter(*names)
 
     @classmethod
     def empty(cls) -> Self:
@@ -37,6 +45,8 @@ class FlatCounts:
         return all(getattr(self, name) == 0 for name, _ in self._FIELDS)
 
     def to_list(self) -> list[Any]:
+        if self._values is not None:
+            return list(self._values(self))
         return [getattr(self, name) for name, _ in self._FIELDS]
 
     @classmethod

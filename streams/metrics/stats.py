@@ -149,10 +149,9 @@ class CsatCounts(FlatCounts):
 
     def add(self, score: int, lo: int = 1, hi: int = 5) -> None:
         self.n += 1
-        cat = csat_category(score, lo, hi)
-        if cat == "satisfied":
+        if score >= hi - 1:  # csat_category, inlined (hot path)
             self.satisfied += 1
-        elif cat == "dissatisfied":
+        elif score <= lo + 1:
             self.dissatisfied += 1
         else:
             self.neutral += 1
@@ -198,10 +197,10 @@ class CesCounts(FlatCounts):
 
     def add(self, score: int, lo: int = 1, hi: int = 7) -> None:
         self.n += 1
-        cat = ces_category(score, lo, hi)
-        if cat == "easy":
+        num, span = 6 * (score - lo), hi - lo  # ces_category, inlined (hot path)
+        if num >= 4 * span:
             self.easy += 1
-        elif cat == "hard":
+        elif num < 3 * span:
             self.hard += 1
         else:
             self.neutral += 1

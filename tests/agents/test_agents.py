@@ -139,6 +139,23 @@ async def test_tables_name_their_changelog_partition() -> None:
     assert calls == [(3, "3|x", [2]), (1, "1|y", None)]
 
 
+async def test_table_get_answers_like_mapping_get() -> None:
+    """Our tables' exception-free ``get`` (streams/tables.py) answers as ``Mapping.get`` and
+    still reports every read to Faust's sensors (``on_key_get``)."""
+    app = create_app(Settings(app_id="tables-get-test", web_port=16998, partitions=4))
+    fold = app.tables["fold-surveys"]
+    assert isinstance(fold, SourcePartitionedTable)
+    fold.data["3|x"] = [1, 2]
+    fold.data["3|z"] = 0  # falsy values are values
+    seen: list[Any] = []
+    fold.on_key_get = seen.append  # type: ignore[method-assign]
+    assert fold.get("3|x") == [1, 2]
+    assert fold.get("3|z", "d") == 0
+    assert fold.get("3|y") is None
+    assert fold.get("3|y", "d") == "d"
+    assert seen == ["3|x", "3|z", "3|y", "3|y"]
+
+
 class _FakeBatch:
     def __init__(self, room: int) -> None:
         self.room = room
