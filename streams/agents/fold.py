@@ -13,14 +13,12 @@ import faust
 
 from streams import codecs
 from streams.agents import gaps
+from streams.agents.expiry import ExpirySchedule
 from streams.aggregate import partition_of
 from streams.context import Context
 from streams.state import BatchResult, Folder, Record
 from streams.tables import SourcePartitionedTable
 from streams.topics import DEAD_LETTER, FOLLOWUPS
-
-EXPIRE_EVERY_S = 30.0
-EXPIRE_FRACTION = 8  # also expire when a partition's watermark advanced retention / 8
 
 
 def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.AgentT:
@@ -43,9 +41,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
         max_future_ms=s.max_future_s * 1000,
         max_bytes=s.max_message_bytes,
     )
-    last_expiry = [time.monotonic()]
-    expired_at: dict[int, int] = {}  # partition -> its watermark at its last expiry
-    expire_every_ms = max(1, s.retention_s * 1000 // EXPIRE_FRACTION)
+    expiry = ExpirySchedule(s.retention_s)
     input_log = gaps.InputLog(s.bootstrap, topic_name)
 
     async def fold(stream: faust.StreamT) -> None:
@@ -64,17 +60,10 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
             ]
             records = await gaps.in_order(records, lambda p: table.get(f"{p}|p"), input_log)
             result = folder.fold(records, int(time.time() * 1000))
-            due = time.monotonic() - last_expiry[0] > EXPIRE_EVERY_S
-            if due:
-                last_expiry[0] = time.monotonic()
+            wall_due = expiry.wall_due()
             for p in {r.partition for r in records}:
                 wm = (table.get(f"{p}|p") or (None, None))[1]
-                if wm is None:
-                    continue
-                # every 30 s, and every 1/8 retention of event time: a replay folds days of
-                # event time per minute, and state must stay bounded by retention, not by speed
-                if due or wm - expired_at.setdefault(p, wm) >= expire_every_ms:
-                    expired_at[p] = wm
+                if wm is not None and expiry.due(p, wm, wall_due):
                     for key in folder.expired_keys(p):
                         result.writes[key] = None
             await commit(ctx, table, topic_name, result)

@@ -46,12 +46,12 @@ def holes(records: list[Record], seal: Any) -> dict[int, tuple[int, int]]:
     out: dict[int, tuple[int, int]] = {}
     for p, offsets in by_partition.items():
         progress = seal(p)
-        expected = progress[0] + 1 if progress else 0
+        start = expected = progress[0] + 1 if progress else 0
         for o in offsets:
             if o < expected:
                 continue  # a replay: the fold skips it
             if o != expected:
-                out[p] = (progress[0] + 1 if progress else 0, max(offsets))
+                out[p] = (start, max(offsets))
                 break
             expected += 1
     return out

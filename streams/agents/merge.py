@@ -11,6 +11,7 @@ import faust
 
 from streams import codecs
 from streams.agents import gaps
+from streams.agents.expiry import ExpirySchedule
 from streams.aggregate import OFFSET, Emission, Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
@@ -20,9 +21,6 @@ from streams.tables import MergeTable
 from streams.topics import ALERTS, SCORES
 
 log = logging.getLogger(__name__)
-
-EXPIRE_EVERY_S = 30.0
-EXPIRE_FRACTION = 8  # also expire when event time advanced retention / 8
 
 
 def alert_config(s: Settings) -> AlertConfig:
@@ -64,9 +62,7 @@ class MergeService:
         self.owned: set[int] | None = None
         self.gauge_labels: dict[tuple[str, str, str], set[tuple[str, str, str, str]]] = {}
         # ^ member (family, dimension, member) -> label sets of its cx_score series
-        self.last_expiry = time.monotonic()
-        self.expired_at: int | None = None  # the watermark at the last expiry
-        self.expire_every_ms = max(1, s.retention_s * 1000 // EXPIRE_FRACTION)
+        self.expiry = ExpirySchedule(s.retention_s)
         topic = app.topic(
             ctx.partials_topic,
             key_serializer="raw",
@@ -95,14 +91,14 @@ class MergeService:
                     for e in events
                 ]
                 records = await gaps.in_order(records, self.applied, self.partials_log)
+                applied = {q: self.applied_offset(q) for q in {r.partition for r in records}}
                 done: dict[int, int] = {}
                 now_ms = int(time.time() * 1000)
                 for r in records:
                     q = r.partition
-                    last = done.get(q, self.applied_offset(q))
-                    if r.offset <= last:
+                    if r.offset <= applied[q]:
                         continue  # applied before (a redelivery after a crash or rebalance)
-                    done[q] = r.offset
+                    applied[q] = done[q] = r.offset
                     if r.raw is None:  # internal topic: nothing else writes it; never crash
                         log.warning("partials[%d]@%d: empty record skipped", q, r.offset)
                         continue
@@ -142,18 +138,9 @@ class MergeService:
                 self.drop_unowned_gauges()
             emission = self.merger.due(int(time.time() * 1000), owned)
             await self.publish(emission)
-            # every 30 s, and whenever event time advanced 1/8 of the retention (a replay)
             wm = max((w for srcs in self.merger.watermarks.values() for w in srcs.values()),
                      default=None)  # fmt: skip
-            if wm is not None and self.expired_at is None:
-                self.expired_at = wm
-            if time.monotonic() - self.last_expiry > EXPIRE_EVERY_S or (
-                wm is not None
-                and self.expired_at is not None
-                and wm - self.expired_at >= self.expire_every_ms
-            ):
-                self.last_expiry = time.monotonic()
-                self.expired_at = wm
+            if self.expiry.due(None, wm, self.expiry.wall_due()):
                 for key in self.merger.expired_keys(owned):
                     self.table.pop(key, None)
                 emission.partitions |= owned

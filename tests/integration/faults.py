@@ -163,11 +163,13 @@ def assert_same_scores(got: dict[str, Any], want: dict[str, Any]) -> int:
     and one in three phases, differ in ``as_of`` and nothing else (see docs/crash-safety.md).
     """
 
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: {f: v for f, v in r.items() if f != "as_of"} for k, r in d.items()}
-
-    assert strip(got) == strip(want), diff(strip(got), strip(want))
+    a, b = without_as_of(got), without_as_of(want)
+    assert a == b, diff(a, b)
     return sum(got[k]["as_of"] != want[k]["as_of"] for k in got)
+
+
+def without_as_of(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: {f: v for f, v in r.items() if f != "as_of"} for k, r in scores.items()}
 
 
 def diff(a: dict[str, Any], b: dict[str, Any]) -> str:

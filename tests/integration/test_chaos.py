@@ -76,7 +76,7 @@ def _clean_run(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, Any]:
     return scores
 
 
-def _diff(a: dict[str, Any], b: dict[str, Any], tmp_path: Path | None = None) -> str:
+def _keep_for_post_mortem(a: dict[str, Any], b: dict[str, Any], tmp_path: Path) -> None:
     """Writes both score sets to ``CX_CHAOS_DUMP``; on a difference also keeps the workers' and
     brokers' logs of the run (pytest keeps only its last few tmp dirs) next to it."""
     import json
@@ -84,16 +84,9 @@ def _diff(a: dict[str, Any], b: dict[str, Any], tmp_path: Path | None = None) ->
 
     dump = Path(os.environ.get("CX_CHAOS_DUMP", "/tmp/cx-chaos-diff.json"))
     dump.write_text(json.dumps({"got": a, "clean": b}, sort_keys=True))
-
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: {f: v for f, v in r.items() if f != "as_of"} for k, r in d.items()}
-
-    if strip(a) != strip(b) and tmp_path is not None:
+    if faults.without_as_of(a) != faults.without_as_of(b):
         keep = dump.with_name(f"cx-chaos-fail-{time.strftime('%Y%m%dT%H%M%S')}")
         shutil.copytree(tmp_path, keep, ignore=shutil.ignore_patterns("*-data"))
-    keys = sorted(set(a) ^ set(b))[:5]
-    changed = [k for k in sorted(set(a) & set(b)) if a[k] != b[k]][:3]
-    return f"only in one: {keys}\nchanged: " + "\n".join(f"{k}: {a[k]} != {b[k]}" for k in changed)
 
 
 def test_sigkill_at_random_moments_gives_clean_run_scores(brokers: Any, tmp_path: Path) -> None:
@@ -114,7 +107,7 @@ def test_sigkill_at_random_moments_gives_clean_run_scores(brokers: Any, tmp_path
     finally:
         worker.stop()
     assert kills >= 1
-    _diff(scores, clean, tmp_path)  # dumps both (and the logs) for a post-mortem
+    _keep_for_post_mortem(scores, clean, tmp_path)
     faults.assert_same_scores(scores, clean)
 
 
@@ -135,5 +128,5 @@ def test_worker_joining_and_leaving_gives_clean_run_scores(brokers: Any, tmp_pat
         first.stop()
         if second is not None:
             second.stop()
-    _diff(scores, clean, tmp_path)  # dumps both (and the logs) for a post-mortem
+    _keep_for_post_mortem(scores, clean, tmp_path)
     faults.assert_same_scores(scores, clean)
