@@ -99,7 +99,11 @@ class Merger:
             return
         family, dim, member = key.split("|")
         src = value["s"]
+        wm = self.watermark(family)
+        spec = self.spec
         for w, b, marker, counts in value["b"]:
+            if wm is not None and not spec[w].is_live(b, wm):
+                continue  # dead on arrival (a lagging partition): what expiry would drop
             bkey = f"{key}|{w}|{b}"
             cur = self.table.get(bkey) or {}
             old = cur.get(src)
@@ -332,6 +336,11 @@ class Merger:
             or now_ms - self._wm_seen.get((topic, src), now_ms) < idle_ms
         ]  # fmt: skip
         return min(live)
+
+    def drop(self, key: str) -> None:
+        """Delete an expired key, and its parsed counts (the cache would keep them alive)."""
+        self.table.pop(key, None)
+        self._parsed.pop(key, None)
 
     def expired_keys(self, owned: set[int]) -> list[str]:
         specs = {w.name: w for w in self.windows}

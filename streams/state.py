@@ -175,7 +175,8 @@ class _PartitionBatch:
         self.wm: int | None = progress[1]
         self.cap = MemberCap(folder.max_members, folder.table.get(f"{p}|m"))
         # (family, dim, member) -> one dict per window: bucket -> slot, where a slot is
-        # [marker, counts object, count key]. Insertion order = first touch (partials order).
+        # [marker, counts object, count key, granularity ms, bucket]. Insertion order = first
+        # touch (partials order).
         self.cells: dict[tuple[str, str, str], list[dict[int, list[Any]]]] = {}
         self.work: list[list[Any]] = []  # every slot, in creation order (write order)
         self.grid = [(i, w.name, w.granularity_ms) for i, w in enumerate(folder.windows)]
@@ -284,14 +285,14 @@ class _PartitionBatch:
         for i, name, g in self.grid:
             b = t // g
             if b >= wm // g + 1 - BUCKETS_PER_WINDOW:
-                live.append((i, name, b))
+                live.append((i, name, g, b))
         cells = self.cells
         cls = None
         for dim, member in self.members(dims):
             cell = cells.get((family, dim, member))
             if cell is None:
                 cell = cells[(family, dim, member)] = [{} for _ in self.grid]
-            for i, name, b in live:
+            for i, name, g, b in live:
                 slots = cell[i]
                 slot = slots.get(b)
                 if slot is None:
@@ -299,7 +300,7 @@ class _PartitionBatch:
                     value = self.get(key)
                     cls = cls or FAMILIES[family]
                     slot = [value[0], cls.from_list(value[1])] if value else [-1, cls.empty()]
-                    slot.append(key)
+                    slot += (key, g, b)
                     slots[b] = slot
                     self.work.append(slot)
                 if slot[0] >= offset:
@@ -308,9 +309,20 @@ class _PartitionBatch:
                 slot[0] = offset
 
     def materialize(self) -> None:
-        """Counts objects of this batch -> the compact stored form, once per key."""
+        """Counts objects of this batch -> the compact stored form, once per key.
+
+        A bucket that died during the batch (no current or future window can read it at the
+        batch's final watermark: exactly what :meth:`Folder.expired_keys` drops) is neither
+        written nor published. A replay of a day of history folds hundreds of short-window
+        buckets per member in one batch; writing them made state, changelog and stage 2 grow
+        with replay speed until the next expiry. Skipping is exact after a crash too: the
+        stored value and its marker stay as of their last write, and a replay refolds from
+        there (its batches may end earlier, where the bucket is still live)."""
         dirty = self.dirty
-        for marker, counts, key in self.work:
+        wm = self.wm
+        for marker, counts, key, g, b in self.work:
+            if wm is not None and b < wm // g + 1 - BUCKETS_PER_WINDOW:
+                continue
             dirty[key] = [marker, counts.to_list()]
         self.work.clear()
 
@@ -421,6 +433,8 @@ class _PartitionBatch:
                     value = dirty.get(slots[b][2])
                     if value is not None:
                         rows.append([w, b, value[0], value[1]])
+            if not rows:
+                continue  # every bucket it touched died within the batch
             self.out.partials.append(
                 (f"{family}|{dim}|{member}", {"s": src, "wm": self.wm, "b": rows})
             )

@@ -142,7 +142,7 @@ class MergeService:
                      default=None)  # fmt: skip
             if self.expiry.due(None, wm, self.expiry.wall_due()):
                 for key in self.merger.expired_keys(owned):
-                    self.table.pop(key, None)
+                    self.merger.drop(key)
                 emission.partitions |= owned
             await self.seal(emission.partitions)
             # writes without a sealed partition (alert states): our tables stage changelog
