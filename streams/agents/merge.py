@@ -138,9 +138,13 @@ class MergeService:
                 self.drop_unowned_gauges()
             emission = self.merger.due(int(time.time() * 1000), owned)
             await self.publish(emission)
-            wm = max((w for srcs in self.merger.watermarks.values() for w in srcs.values()),
-                     default=None)  # fmt: skip
-            if self.expiry.due(None, wm, self.expiry.wall_due()):
+            # Per input topic: one topic's watermark can stand still (or far ahead) while the
+            # others advance, and a max over all topics then never moved a step (a replay piled
+            # up 40k dead merge keys between the 30 s rounds).
+            wall = self.expiry.wall_due()
+            steps = [self.expiry.due(topic, max(srcs.values()), wall)
+                     for topic, srcs in self.merger.watermarks.items() if srcs]  # fmt: skip
+            if wall or any(steps):
                 for key in self.merger.expired_keys(owned):
                     self.merger.drop(key)
                 emission.partitions |= owned
