@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools demo test wip unit integration chaos lint typecheck format bench clean
+.PHONY: install tools demo test wip unit integration chaos memory lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ integration: install tools
 # The full-size fault-injection run (make test runs a smaller one).
 chaos: install
 	CX_CHAOS_EVENTS=200000 CX_CHAOS_KILLS=20 $(BIN)/pytest -q tests/integration/test_chaos.py
+
+# RSS of a worker folding 2M steady events (make test folds 300k); prints the curve.
+memory: install
+	CX_MEMORY_EVENTS=2000000 CX_MEMORY_BUDGET_S=1200 $(BIN)/pytest -q -s tests/integration/test_memory.py
 
 bench: install
 	$(BIN)/cxpulse bench --json --out bench.json
