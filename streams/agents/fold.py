@@ -7,11 +7,11 @@ The same adapter serves all four input topics; what differs per topic lives in
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
 import faust
 
-from streams import codecs
+from streams import codecs, delivery
 from streams.agents import gaps
 from streams.agents.expiry import ExpirySchedule
 from streams.aggregate import partition_of
@@ -45,18 +45,12 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
     input_log = gaps.InputLog(s.bootstrap, topic_name)
 
     async def fold(stream: faust.StreamT) -> None:
-        # take_events acks a batch only after this body ran, so offsets are committed only
-        # for folded events (faust-streaming 0.15; not part of the StreamT protocol).
-        async for events in cast(Any, stream).take_events(s.batch_size, within=s.batch_within):
+        # Each batch is acked (its offsets may be committed) only when the next one is asked
+        # for, i.e. after commit() below returned (streams/delivery.py).
+        async for messages in delivery.batches(stream, s.batch_size, s.batch_within):
             records = [
-                Record(
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.value,
-                    int((e.message.timestamp or 0) * 1000),
-                    e.message.key,
-                )
-                for e in events
+                Record(m.partition, m.offset, m.value, int((m.timestamp or 0) * 1000), m.key)
+                for m in messages
             ]
             records = await gaps.in_order(records, lambda p: table.get(f"{p}|p"), input_log)
             result = folder.fold(records, int(time.time() * 1000))
