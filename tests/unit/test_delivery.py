@@ -189,3 +189,14 @@ async def test_revocation_clears_the_buffer() -> None:
     _put(buffer, _Message(0, 3))
     assert [m.offset for m in await asyncio.wait_for(waiting, 1.0)] == [3]
     await it.aclose()
+
+
+def test_fetch_wait_override_still_reaches_the_fetcher() -> None:
+    """LeanConsumerThread sets ``_fetch_max_wait_ms`` on the consumer Faust builds (which
+    hard-codes 1500); aiokafka must still read it when it starts its fetcher."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    worker = inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500," in worker and "return aiokafka.AIOKafkaConsumer(" in worker
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms," in inspect.getsource(AIOKafkaConsumer.start)
