@@ -55,11 +55,13 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
             records = await gaps.in_order(records, lambda p: table.get(f"{p}|p"), input_log)
             result = folder.fold(records, int(time.time() * 1000))
             wall_due = expiry.wall_due()
+            due = []
             for p in {r.partition for r in records}:
                 wm = (table.get(f"{p}|p") or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
-                    for key in folder.expired_keys(p):
-                        result.writes[key] = None
+                    due.append(p)
+            for key in folder.expired_keys(due) if due else ():
+                result.writes[key] = None
             await commit(ctx, table, topic_name, result)
 
     return app.agent(topic, name=table_name)(fold)

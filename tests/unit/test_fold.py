@@ -163,3 +163,29 @@ def test_customer_tombstone_leaves_the_base() -> None:
     out = folder.fold([Record(0, 1, None, T0, b"c1")], NOW)
     _apply(table, out.writes)
     assert table["0|a|segment|smb"][1] == 0 and table["0|a|all|all"][1] == 0
+
+
+def _survey(rid: str, t_ms: int) -> bytes:
+    return orjson.dumps({"response_id": rid, "customer_id": "c", "survey": "nps", "score": 9,
+                         "occurred_at": t_ms, "segment": "smb", "channel": "chat"})  # fmt: skip
+
+
+def test_expired_keys_of_several_partitions_in_one_pass() -> None:
+    table: dict[str, Any] = {}
+    folder = _folder(TOPIC_SURVEYS, table)
+    day = 86_400_000
+    old, new = T0, T0 + 2 * day  # the retention is one day: `old` expires once `new` is in
+    records = [Record(p, o, _survey(f"{p}-{o}", t), T0) for p in (0, 1, 2)
+               for o, t in enumerate((old, new if p < 2 else old + 1000))]  # fmt: skip
+    out = folder.fold(records, new + 1000)
+    _apply(table, out.writes)
+    _apply(table, out.progress)
+    dead = folder.expired_keys([0, 1])
+    assert sorted(dead) == sorted(folder.expired_keys([0]) + folder.expired_keys([1]))
+    for p in (0, 1):  # partition 2 was not asked for (and its watermark is still `old`)
+        assert f"{p}|d|{p}-0" in dead and f"{p}|d|{p}-1" not in dead
+        assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in dead
+        assert f"{p}|k|nps|all|all|24h|{new // 1_440_000}" not in dead
+        assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in table
+    assert not [k for k in dead if k.startswith("2|")]
+    assert folder.expired_keys([2]) == [] and folder.expired_keys([]) == []
