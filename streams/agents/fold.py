@@ -104,7 +104,7 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
     await producer.flush()
     # producer.flush() is no barrier for table writes (Faust's ProducerBuffer, see
     # streams/tables.py): wait for the broker's acks before the seal, and for the seal's before
-    # take_events acks the batch, so a commit never covers state still in a queue.
+    # the batch is acked (streams/delivery.py), so a commit never covers state still in a queue.
     await table.changelog_sent()
     for key, value in result.progress.items():
         table[key] = value
