@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams import compat, live
+from streams import compat, delivery, live
 from streams.agents import fold
 from streams.agents.merge import MergeService
 from streams.context import Context
@@ -52,6 +52,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # with explicit configs; Faust may still declare what is missing.
         topic_allow_declare=True,
     )
+    delivery.install(app)  # batch delivery to our agents (streams/delivery.py)
     ctx = Context(
         app=app,
         settings=settings,

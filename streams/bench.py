@@ -48,6 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams import topics
 from streams.broker import EmbeddedBroker, free_port
+from streams.delivery import FETCH_MAX_WAIT_MS
 from streams.generate import Message, generate_timed, produce
 from streams.settings import Settings, parse_duration
 from streams.topics import create_topics, topic_specs
@@ -59,7 +60,7 @@ POLL_BUDGET = 0.05  # /metrics is served by the worker's own loop: at most ~5% o
 IDLE_S = 3.0  # cx.scores is drained when nothing arrived for this long
 STALL_S = 120.0  # phase 2 fails when cx_events_total does not move for this long
 START_TIMEOUT_S = 120.0  # worker start + group join until the first counted event
-FAUST_FETCH_MAX_WAIT_MS = 1500  # faust/transport/drivers/aiokafka.py, not configurable
+FAUST_FETCH_MAX_WAIT_MS = FETCH_MAX_WAIT_MS  # the worker's consumer (streams/delivery.py)
 FETCH = {"fetch_max_bytes": 64 << 20, "max_partition_fetch_bytes": 16 << 20}
 
 
@@ -403,7 +404,7 @@ async def steady_latency(
     tag = uuid.uuid4().hex[:8]
     lat = Latency(sent=[])
     # Tansu answers a waiting fetch only every ~fetch_max_wait_ms / 2, even when data arrived
-    # meanwhile; Faust's consumer hard-codes 1500 ms, so the baseline hop uses it too.
+    # meanwhile; the baseline hop uses the worker consumer's setting (streams/delivery.py).
     raw = _consumer(bootstrap, fetch_max_wait_ms=FAUST_FETCH_MAX_WAIT_MS)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                 enable_idempotence=False)  # fmt: skip

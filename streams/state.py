@@ -134,20 +134,26 @@ class Folder:
             _PartitionBatch(self, p, out, now_ms).run(recs)
         return out
 
-    def expired_keys(self, partition: int) -> list[str]:
-        """Keys of ``partition`` that no current or future window can read any more."""
-        progress = self.table.get(f"{partition}|p")
-        if not progress or progress[1] is None:
+    def expired_keys(self, partitions: Iterable[int]) -> list[str]:
+        """Keys of ``partitions`` that no current or future window can read any more.
+
+        One pass over the table for all of them: a pass over ~150k keys blocked the event loop
+        for ~0.25 s, and a wall-clock expiry round used to make one pass per partition."""
+        horizons: dict[str, tuple[int, int]] = {}  # "{p}" -> (watermark, horizon)
+        for p in partitions:
+            progress = self.table.get(f"{p}|p")
+            if progress and progress[1] is not None:
+                horizons[str(p)] = (progress[1], progress[1] - self.retention_ms)
+        if not horizons:
             return []
-        wm = progress[1]
-        horizon = wm - self.retention_ms
         specs = {w.name: w for w in self.windows}
-        prefix = f"{partition}|"
         dead = []
         for key in list(self.table.keys()):
-            if not key.startswith(prefix):
-                continue
             parts = key.split("|")
+            bounds = horizons.get(parts[0])
+            if bounds is None:
+                continue
+            wm, horizon = bounds
             kind = parts[1]
             if kind == "k":
                 spec = specs.get(parts[5])

@@ -7,11 +7,11 @@ The same adapter serves all four input topics; what differs per topic lives in
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
 import faust
 
-from streams import codecs
+from streams import codecs, delivery
 from streams.agents import gaps
 from streams.agents.expiry import ExpirySchedule
 from streams.aggregate import partition_of
@@ -45,27 +45,23 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
     input_log = gaps.InputLog(s.bootstrap, topic_name)
 
     async def fold(stream: faust.StreamT) -> None:
-        # take_events acks a batch only after this body ran, so offsets are committed only
-        # for folded events (faust-streaming 0.15; not part of the StreamT protocol).
-        async for events in cast(Any, stream).take_events(s.batch_size, within=s.batch_within):
+        # Each batch is acked (its offsets may be committed) only when the next one is asked
+        # for, i.e. after commit() below returned (streams/delivery.py).
+        async for messages in delivery.batches(stream, s.batch_size, s.batch_within):
             records = [
-                Record(
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.value,
-                    int((e.message.timestamp or 0) * 1000),
-                    e.message.key,
-                )
-                for e in events
+                Record(m.partition, m.offset, m.value, int((m.timestamp or 0) * 1000), m.key)
+                for m in messages
             ]
             records = await gaps.in_order(records, lambda p: table.get(f"{p}|p"), input_log)
             result = folder.fold(records, int(time.time() * 1000))
             wall_due = expiry.wall_due()
+            due = []
             for p in {r.partition for r in records}:
                 wm = (table.get(f"{p}|p") or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
-                    for key in folder.expired_keys(p):
-                        result.writes[key] = None
+                    due.append(p)
+            for key in folder.expired_keys(due) if due else ():
+                result.writes[key] = None
             await commit(ctx, table, topic_name, result)
 
     return app.agent(topic, name=table_name)(fold)
@@ -108,7 +104,7 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
     await producer.flush()
     # producer.flush() is no barrier for table writes (Faust's ProducerBuffer, see
     # streams/tables.py): wait for the broker's acks before the seal, and for the seal's before
-    # take_events acks the batch, so a commit never covers state still in a queue.
+    # the batch is acked (streams/delivery.py), so a commit never covers state still in a queue.
     await table.changelog_sent()
     for key, value in result.progress.items():
         table[key] = value

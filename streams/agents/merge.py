@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, cast
 
 import faust
 
-from streams import codecs
+from streams import codecs, delivery
 from streams.agents import gaps
 from streams.agents.expiry import ExpirySchedule
 from streams.aggregate import OFFSET, Emission, Merger
@@ -82,14 +81,9 @@ class MergeService:
         return not app.rebalancing and not app.in_recovery
 
     async def consume(self, stream: faust.StreamT) -> None:
-        async for events in cast(Any, stream).take_events(5000, within=0.05):
+        async for messages in delivery.batches(stream, 5000, 0.05):
             async with self.lock:
-                records = [
-                    Record(
-                        e.message.partition, e.message.offset, e.message.value, 0, e.message.key
-                    )  # fmt: skip
-                    for e in events
-                ]
+                records = [Record(m.partition, m.offset, m.value, 0, m.key) for m in messages]
                 records = await gaps.in_order(records, self.applied, self.partials_log)
                 applied = {q: self.applied_offset(q) for q in {r.partition for r in records}}
                 done: dict[int, int] = {}

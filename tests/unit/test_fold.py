@@ -51,7 +51,7 @@ def _live(table: dict[str, Any], topic: str) -> dict[str, Any]:
     died within a batch are not written, so which dead ones a table holds depends on where
     its batches ended)."""
     folder = _folder(topic, table)
-    dead = {key for p in range(2) for key in folder.expired_keys(p)}
+    dead = set(folder.expired_keys(range(2)))
     return {k: v for k, v in table.items() if k not in dead}
 
 
@@ -211,3 +211,30 @@ def test_merge_skips_buckets_dead_on_arrival() -> None:
     assert f"nps|all|all|5m|{old}" not in table
     merger.drop(f"nps|all|all|5m|{live}")
     assert not any("|5m|" in k for k in table)
+
+
+def _survey(rid: str, t_ms: int) -> bytes:
+    return orjson.dumps({"response_id": rid, "customer_id": "c", "survey": "nps", "score": 9,
+                         "occurred_at": t_ms, "segment": "smb", "channel": "chat"})  # fmt: skip
+
+
+def test_expired_keys_of_several_partitions_in_one_pass() -> None:
+    table: dict[str, Any] = {}
+    folder = _folder(TOPIC_SURVEYS, table)
+    day = 86_400_000
+    old, new = T0, T0 + 2 * day  # the retention is one day: `old` expires once `new` is in
+    records = [Record(p, o, _survey(f"{p}-{o}", t), T0) for p in (0, 1, 2)
+               for o, t in enumerate((old, new if p < 2 else old + 1000))]  # fmt: skip
+    for o in (0, 1):  # one batch per offset: a bucket that dies within a batch is not written
+        out = folder.fold([r for r in records if r.offset == o], new + 1000)
+        _apply(table, out.writes)
+        _apply(table, out.progress)
+    dead = folder.expired_keys([0, 1])
+    assert sorted(dead) == sorted(folder.expired_keys([0]) + folder.expired_keys([1]))
+    for p in (0, 1):  # partition 2 was not asked for (and its watermark is still `old`)
+        assert f"{p}|d|{p}-0" in dead and f"{p}|d|{p}-1" not in dead
+        assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in dead
+        assert f"{p}|k|nps|all|all|24h|{new // 1_440_000}" not in dead
+        assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in table
+    assert not [k for k in dead if k.startswith("2|")]
+    assert folder.expired_keys([2]) == [] and folder.expired_keys([]) == []

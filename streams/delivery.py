@@ -1,0 +1,186 @@
+"""Batch delivery: input records reach our agents as lists, without per-record asyncio tasks.
+
+Why: stock faust-streaming 0.15.3 hands every record to the agents one at a time.
+``Consumer._drain_messages`` awaits ``wait_first(callback(message), suspend_flow.wait())`` per
+record (4 tasks and an ``asyncio.wait``), the conductor's ``on_message`` decodes it into an
+``Event`` and puts it on the agent's queue, the stream takes it off again, runs
+``take_events``' processor, and finally acks it per event. A Faust agent that did nothing got
+~6k records/s that way; our agents fold batches anyway.
+
+What replaces what (faust-streaming 0.15.3; ``tests/unit/test_delivery.py`` fails if any of
+these change upstream, versions pinned in ``pyproject.toml``):
+
+- ``LeanConsumer._drain_messages`` is ``Consumer._drain_messages`` (faust/transport/consumer.py)
+  with one line changed: a record of a topic that has a :class:`BatchBuffer` is appended to it
+  instead of ``wait_first(callback(message), ...)``. Fetching (``getmany``: flow, generation
+  and paused-partition checks), read offsets, gaps and ``commit_every`` are unchanged; so is the
+  path of every other topic (changelogs, leader topic).
+- The conductor's ``on_message`` (``ConductorCompiler.build``) for those records: it waited for
+  flow control (kept: the drain waits for it like the conductor, and drops the record when the
+  consumer's flow is stopped meanwhile, as the cancelled ``wait_first`` did) and for the
+  producer buffer to ebb (our writers do not use Faust's producer buffer: streams/tables.py).
+  Back-pressure is the same: a full buffer takes its partitions out of the fetch
+  (``Consumer.on_buffer_full`` / ``on_buffer_drop``, as the agent queue did).
+- ``Stream._py_aiter`` + ``Stream.take_events`` for those records: :meth:`BatchBuffer.batches`
+  skips records of an older consumer generation (as the stream does), tracks the records it
+  hands over as unacked (``Consumer.track_message``, so rebalances and shutdown wait for them,
+  ``Consumer.wait_empty``) and acks them (``Consumer.ack``, which is what Faust's commit
+  reads) only when the agent asks for the next batch, i.e. after the batch was folded and
+  ``table.changelog_sent()`` returned. Unlike ``take_events`` it does not ack a batch whose
+  body raised: those records are then never committed in this process (the gaps guard,
+  streams/agents/gaps.py, reads them back if later records of the partition arrive).
+- Revocation clears the buffers: they are registered with ``app.flow_control`` like the agent
+  queues (``FlowControlEvent.manage_queue``).
+
+Installed by :func:`install` from ``create_app`` for ``kafka://`` brokers. Agents read through
+:func:`batches`, which falls back to ``take_events`` when the stream is not fed by our consumer
+(``agent.test_context()``, other transports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, AppT, Message
+
+from streams.delivery_drain import drain_messages
+
+
+class BatchBuffer:
+    """The records of one topic waiting for its agent (that agent has concurrency 1)."""
+
+    def __init__(self, app: AppT, high_water: int) -> None:
+        self.app = app
+        self.high_water = high_water
+        self.queue: deque[Message] = deque()
+        self.throttled: set[TP] = set()  # partitions taken out of the fetch
+        self.want = 1  # records the waiting agent wants before its `within` is up
+        self.arrived = asyncio.Event()
+        app.flow_control.manage_queue(cast(Any, self))  # cleared on revocation
+
+    def put(self, tp: TP, message: Message) -> None:
+        queue = self.queue
+        queue.append(message)
+        if len(queue) >= self.want:
+            self.arrived.set()
+        if len(queue) >= self.high_water and tp not in self.throttled:
+            self.throttled.add(tp)
+            self.app.consumer.on_buffer_full(tp)
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self._release()
+
+    def _release(self) -> None:
+        if self.throttled and len(self.queue) <= self.high_water // 2:
+            for tp in self.throttled:
+                self.app.consumer.on_buffer_drop(tp)
+            self.throttled.clear()
+
+    async def batches(self, max_: int, within: float) -> AsyncIterator[list[Message]]:
+        """Lists of at most ``max_`` records: as soon as ``max_`` are there, else ``within``
+        seconds after the previous list (at once when that is past). Each list is acked
+        when the next one is asked for."""
+        app, consumer, loop = self.app, self.app.consumer, asyncio.get_running_loop()
+        acking = app.topics.acking_topics
+        last = 0.0
+        while True:
+            await app.flow_control.acquire()
+            self.want = max_
+            while len(self.queue) < max_:
+                remaining = last + within - loop.time()
+                if remaining <= 0 and self.queue:
+                    break
+                self.arrived.clear()
+                if not self.queue:
+                    self.want = 1
+                    await self.arrived.wait()
+                    self.want = max_
+                    continue
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self.arrived.wait()
+                except TimeoutError:
+                    break
+            generation = app.consumer_generation_id
+            queue, batch = self.queue, []
+            for _ in range(min(max_, len(queue))):
+                message = queue.popleft()
+                if message.generation_id != generation or not app.flow_control.is_active():
+                    continue  # fetched before a rebalance: Stream._py_aiter skips it too
+                if message.topic in acking and not message.tracked:
+                    message.tracked = True
+                    consumer.track_message(message)
+                batch.append(message)
+            self._release()
+            last = loop.time()
+            if not batch:
+                continue
+            yield batch
+            for message in batch:
+                consumer.ack(message)
+
+
+# Faust hard-codes fetch_max_wait_ms=1500 (AIOKafkaConsumerThread._create_worker_consumer), and
+# Tansu answers a waiting fetch only every ~fetch_max_wait_ms / 2 even when data arrived
+# meanwhile: ~0.75 s per hop, two hops (input, partials) per score. Idle cost of 100 ms: ~20
+# fetch requests/s. AIOKafkaConsumer.start() hands _fetch_max_wait_ms to its Fetcher.
+FETCH_MAX_WAIT_MS = 100
+
+
+class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class LeanConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with the drain loop of :mod:`streams.delivery_drain` and a
+    shorter fetch wait (:data:`FETCH_MAX_WAIT_MS`)."""
+
+    def _new_consumer_thread(self) -> LeanConsumerThread:
+        return LeanConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via a worker
+        await drain_messages(self, fetcher, cast(LeanTransport, self.transport).buffers)
+
+
+class LeanTransport(faust_aiokafka.Transport):
+    Consumer = LeanConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffers: dict[str, BatchBuffer] = {}
+
+
+def install(app: faust.App) -> None:
+    """Use :class:`LeanTransport` when the app would use Faust's aiokafka transport."""
+    if type(app.transport) is faust_aiokafka.Transport:
+        app.transport = LeanTransport(app.conf.broker_consumer, app)
+
+
+async def batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """The agent's records in lists (``Message``: topic, partition, offset, key, value,
+    timestamp in seconds), acked when the next list is asked for."""
+    app, channel = stream.app, stream.channel
+    transport = app.transport
+    if isinstance(transport, LeanTransport) and isinstance(channel, faust.types.TopicT):
+        aiter(channel)  # subscribes the topic (Topic.__aiter__ adds it to the conductor)
+        names = list(channel.topics)
+        if len(names) != 1:
+            raise ValueError(f"one topic per batch agent, not {names}")
+        high_water = max(2 * max_, app.conf.stream_buffer_maxsize)
+        buffer = transport.buffers.get(names[0])
+        if buffer is None:  # an agent restarted after a crash keeps its topic's buffer
+            buffer = transport.buffers[names[0]] = BatchBuffer(app, high_water)
+        async for batch in buffer.batches(max_, within):
+            yield batch
+        return
+    async for events in cast(Any, stream).take_events(max_, within=within):
+        yield [e.message for e in events]
