@@ -87,6 +87,11 @@ class Merger:
         self.signatures: dict[str, tuple[Any, ...]] = {}
         self.watermarks: dict[str, dict[str, int]] = {}
         self._window_ends: dict[tuple[str, str], int] = {}
+        config = alerts.config if alerts is not None else None
+        self._alert_families = config.families() if config is not None else set()
+        self._alert_windows = (
+            {config.short_window, config.baseline_window} if config is not None else set()
+        )
 
     # -- input -----------------------------------------------------------------------
     def apply(
@@ -101,9 +106,13 @@ class Merger:
         src = value["s"]
         wm = self.watermark(family)
         spec = self.spec
+        alert_ref = self._alert_ref((family, dim, member)) if wm is not None else None
+        alert_windows = self._alert_windows
         for w, b, marker, counts in value["b"]:
-            if wm is not None and not spec[w].is_live(b, wm):
-                continue  # dead on arrival (a lagging partition): what expiry would drop
+            if wm is not None:
+                ref = wm if alert_ref is None or w not in alert_windows else alert_ref
+                if not spec[w].is_live(b, ref):
+                    continue  # dead on arrival (a lagging partition): what expiry would drop
             bkey = f"{key}|{w}|{b}"
             cur = self.table.get(bkey) or {}
             old = cur.get(src)
@@ -337,6 +346,26 @@ class Merger:
         ]  # fmt: skip
         return min(live)
 
+    def _alert_ref(self, m: Member) -> int | None:
+        """For the alert rules' two windows, the watermark at which a bucket of ``m`` is dead:
+        early enough that every bucket a future rule step of ``m`` reads is live at it. Rules
+        evaluate event-time steps after the member's last one up to the *lowest* partition
+        watermark (``_alerts``), so in a replay they read buckets that the family's (highest)
+        watermark has long left behind. None: no rule reads ``m``'s family."""
+        if self.alerts is None or m[0] not in self._alert_families:
+            return None
+        config = self.alerts.config
+        states = self.table.get(f"{m[0]}|{m[1]}|{m[2]}|#e") or {}
+        last = states.get("_step")
+        if last is None:  # a new member looks back from the lowest watermark (see _alerts)
+            last = self.low_watermark(m[0])
+            if last is None:
+                return None
+        short = self.spec[config.short_window]
+        base = self.spec[config.baseline_window]
+        lookback = 2 * short.size_ms + config.for_ms + 2 * config.step_ms + base.granularity_ms
+        return last - lookback
+
     def drop(self, key: str) -> None:
         """Delete an expired key, and its parsed counts (the cache would keep them alive)."""
         self.table.pop(key, None)
@@ -344,15 +373,24 @@ class Merger:
 
     def expired_keys(self, owned: set[int]) -> list[str]:
         specs = {w.name: w for w in self.windows}
+        refs: dict[Member, tuple[int | None, int | None]] = {}  # member -> (wm, alert ref)
         dead = []
         for key in list(self.table.keys()):
             parts = key.split("|")
-            if len(parts) != 5 or parts[3] not in specs:
+            if len(parts) != 5 or parts[3] not in specs or parts[0] not in FAMILY_TOPIC:
                 continue
-            wm = self.watermark(parts[0]) if parts[0] in FAMILY_TOPIC else None
+            m = (parts[0], parts[1], parts[2])
+            ref = refs.get(m)
+            if ref is None:
+                wm = self.watermark(m[0])
+                ref = refs[m] = (wm, None if wm is None else self._alert_ref(m))
+            wm, alert_ref = ref
+            if wm is None:
+                continue
+            if alert_ref is not None and parts[3] in self._alert_windows:
+                wm = alert_ref
             if (
-                wm is not None
-                and not specs[parts[3]].is_live(int(parts[4]), wm)
+                not specs[parts[3]].is_live(int(parts[4]), wm)
                 and table_partition(key, self.partitions) in owned
             ):
                 dead.append(key)

@@ -181,8 +181,8 @@ class _PartitionBatch:
         self.wm: int | None = progress[1]
         self.cap = MemberCap(folder.max_members, folder.table.get(f"{p}|m"))
         # (family, dim, member) -> one dict per window: bucket -> slot, where a slot is
-        # [marker, counts object, count key, granularity ms, bucket]. Insertion order = first
-        # touch (partials order).
+        # [marker, counts object, count key, granularity ms, bucket, stored form (materialize)].
+        # Insertion order = first touch (partials order).
         self.cells: dict[tuple[str, str, str], list[dict[int, list[Any]]]] = {}
         self.work: list[list[Any]] = []  # every slot, in creation order (write order)
         self.grid = [(i, w.name, w.granularity_ms) for i, w in enumerate(folder.windows)]
@@ -317,19 +317,24 @@ class _PartitionBatch:
     def materialize(self) -> None:
         """Counts objects of this batch -> the compact stored form, once per key.
 
-        A bucket that died during the batch (no current or future window can read it at the
-        batch's final watermark: exactly what :meth:`Folder.expired_keys` drops) is neither
-        written nor published. A replay of a day of history folds hundreds of short-window
-        buckets per member in one batch; writing them made state, changelog and stage 2 grow
-        with replay speed until the next expiry. Skipping is exact after a crash too: the
-        stored value and its marker stay as of their last write, and a replay refolds from
-        there (its batches may end earlier, where the bucket is still live)."""
+        A bucket that died during the batch (no current or future window of this partition can
+        read it at the batch's final watermark: exactly what :meth:`Folder.expired_keys` drops)
+        is published but not stored. A replay of a day of history folds hundreds of
+        short-window buckets per member in one batch; storing them made the state grow with
+        replay speed until the next expiry. Stage 2 still gets them: its alert rules evaluate
+        event-time steps up to the *lowest* partition watermark, which can be behind this
+        one's (streams/aggregate.py, ``Merger.horizon``). Not storing is exact after a crash
+        too: the stored value and its marker stay as of their last write, a replay refolds
+        from there, and a snapshot is a cumulative count up to its marker, whatever batch
+        produced it."""
         dirty = self.dirty
         wm = self.wm
-        for marker, counts, key, g, b in self.work:
-            if wm is not None and b < wm // g + 1 - BUCKETS_PER_WINDOW:
-                continue
-            dirty[key] = [marker, counts.to_list()]
+        for slot in self.work:
+            marker, counts, key, g, b = slot
+            value = [marker, counts.to_list()]
+            slot.append(value)
+            if wm is None or b >= wm // g + 1 - BUCKETS_PER_WINDOW:
+                dirty[key] = value
         self.work.clear()
 
     def survey(self, e: ev.Survey, offset: int) -> None:
@@ -427,7 +432,6 @@ class _PartitionBatch:
     # -- publishing to stage 2 -----------------------------------------------------------
     def publish(self) -> None:
         src = f"{self.f.topic}:{self.p}"
-        dirty = self.dirty
         by_name = self.by_name
         names = [w.name for w in self.f.windows]
         for (family, dim, member), cell in self.cells.items():
@@ -436,11 +440,8 @@ class _PartitionBatch:
                 slots = cell[i]
                 w = names[i]
                 for b in sorted(slots):
-                    value = dirty.get(slots[b][2])
-                    if value is not None:
-                        rows.append([w, b, value[0], value[1]])
-            if not rows:
-                continue  # every bucket it touched died within the batch
+                    value = slots[b][5]
+                    rows.append([w, b, value[0], value[1]])
             self.out.partials.append(
                 (f"{family}|{dim}|{member}", {"s": src, "wm": self.wm, "b": rows})
             )

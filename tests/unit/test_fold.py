@@ -180,7 +180,7 @@ def _nps(offset: int, t_ms: int, score: int = 9) -> Record:
     return Record(0, offset, orjson.dumps(event), T0, b"c1")
 
 
-def test_buckets_that_die_within_a_batch_are_neither_written_nor_published() -> None:
+def test_buckets_that_die_within_a_batch_are_published_but_not_stored() -> None:
     # one batch spans 2 h of event time: the 5m buckets of its first hour died before its end
     records = [_nps(i, T0 + i * 60_000) for i in range(121)]
     table: dict[str, Any] = {}
@@ -188,12 +188,14 @@ def test_buckets_that_die_within_a_batch_are_neither_written_nor_published() -> 
     wm = T0 + 120 * 60_000
     written = [k.split("|") for k in out.writes if "|k|" in k]
     published = [row for _, value in out.partials for row in value["b"]]
-    assert written and published
     for spec in WINDOWS:
         first_live = spec.end_bucket(wm) - 60
         buckets = [int(k[6]) for k in written if k[5] == spec.name]
         assert buckets and min(buckets) >= first_live, spec.name
-        assert all(b >= first_live for w, b, _, _ in published if w == spec.name)
+    # stage 2 gets every bucket the batch touched (its alert steps may still read them)
+    five = [b for w, b, _, _ in published if w == "5m"]
+    assert min(five) < WINDOWS[0].end_bucket(wm) - 60
+    assert len({(w, b) for w, b, _, _ in published}) > len({(k[5], k[6]) for k in written})
     # the 5m buckets of the last 5 minutes are there, with every event of them
     five = [k for k in out.writes if "|5m|" in k and k.startswith("0|k|nps|all|all|")]
     assert sum(out.writes[k][1][0] for k in five) == 5
@@ -238,3 +240,28 @@ def test_expired_keys_of_several_partitions_in_one_pass() -> None:
         assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in table
     assert not [k for k in dead if k.startswith("2|")]
     assert folder.expired_keys([2]) == [] and folder.expired_keys([]) == []
+
+
+def test_merge_keeps_what_the_next_alert_step_reads() -> None:
+    from streams.alerting import AlertConfig, AlertEngine
+
+    windows = window_specs({"5m": 300, "1h": 3600, "7d": 7 * 86400})
+    table: dict[str, Any] = {}
+    merger = Merger(table, windows, partitions=1, min_sample=5, alerts=AlertEngine(AlertConfig()))
+    # two partitions 3 h apart; the member's rules were last evaluated at the lagging one
+    lagging, ahead = T0, T0 + 3 * 3_600_000
+    merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "s:0", "wm": lagging}, 0)
+    merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "s:1", "wm": ahead}, 0)
+    table["nps|all|all|#e"] = {"_step": lagging // 300_000 * 300_000}
+    hour, five = windows[1], windows[0]
+    rows = [["1h", hour.bucket(lagging - 60_000), 1, [1, 1, 0, 0]],  # the next step's short window
+            ["5m", five.bucket(lagging - 60_000), 1, [1, 1, 0, 0]]]  # fmt: skip
+    merger.apply("nps|all|all", {"s": "s:0", "wm": lagging, "b": rows}, 0)
+    assert f"nps|all|all|1h|{hour.bucket(lagging - 60_000)}" in table  # dead at `ahead`, kept
+    assert f"nps|all|all|5m|{five.bucket(lagging - 60_000)}" not in table  # no rule reads 5m
+    assert merger.expired_keys({0}) == []
+    # once the rules moved past it, the bucket expires
+    later = lagging + 10 * 3_600_000
+    merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "s:0", "wm": later}, 0)
+    table["nps|all|all|#e"] = {"_step": later // 300_000 * 300_000}
+    assert merger.expired_keys({0}) == [f"nps|all|all|1h|{hour.bucket(lagging - 60_000)}"]
