@@ -52,7 +52,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # with explicit configs; Faust may still declare what is missing.
         topic_allow_declare=True,
     )
-    delivery.install(app)  # batch delivery to our agents (streams/delivery.py)
+    delivery.install(
+        app, batch=settings.batch_delivery
+    )  # batch delivery to our agents (streams/delivery.py)
     ctx = Context(
         app=app,
         settings=settings,

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from streams.settings import Settings, from_env
+from streams.settings import Settings, from_env, parse_bool
 
 # option name -> (type, help); each maps to Settings.<name> and CX_<NAME>
-_OPTIONS: dict[str, tuple[type, str]] = {
+_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "broker": (str, "Kafka URL, kafka://host:port (CX_BROKER)"),
     "web_port": (int, "port of /metrics (CX_WEB_PORT)"),
     "data_dir": (str, "state directory (CX_DATA_DIR)"),
@@ -29,6 +30,10 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "emit_interval": (float, "seconds between score records of one key (CX_EMIT_INTERVAL)"),
     "session_timeout": (float, "consumer session timeout, s (CX_SESSION_TIMEOUT)"),
     "loglevel": (str, "worker log level (CX_LOGLEVEL)"),
+    "batch_delivery": (
+        parse_bool,
+        "experimental batch delivery, off by default (CX_BATCH_DELIVERY)",
+    ),
 }
 
 

@@ -52,6 +52,9 @@ class Settings:
     emit_interval: float = 1.0
     batch_size: int = 5000
     batch_within: float = 0.2
+    # Experimental: records reach the agents as lists without Faust's per-record path
+    # (streams/delivery.py). Off: newly assigned partitions stalled after some rebalances.
+    batch_delivery: bool = False
     late_after_s: int = 300
     max_future_s: int = 300
     max_message_bytes: int = 65536
@@ -122,6 +125,15 @@ class Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
 def _convert(type_name: str, raw: str) -> object:
     if type_name == "int":
         return int(raw)
@@ -129,6 +141,8 @@ def _convert(type_name: str, raw: str) -> object:
         return float(raw)
     if type_name == "tuple[str, ...]":
         return _csv(raw)
+    if type_name == "bool":
+        return parse_bool(raw)
     return raw
 
 

@@ -200,3 +200,13 @@ def test_fetch_wait_override_still_reaches_the_fetcher() -> None:
     worker = inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
     assert "fetch_max_wait_ms=1500," in worker and "return aiokafka.AIOKafkaConsumer(" in worker
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms," in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_batch_delivery_is_opt_in() -> None:
+    from streams.settings import Settings, from_env
+
+    assert Settings().batch_delivery is False
+    assert from_env({"CX_BATCH_DELIVERY": "1"}).batch_delivery is True
+    assert from_env({"CX_BATCH_DELIVERY": "off"}).batch_delivery is False
+    with pytest.raises(ValueError):
+        from_env({"CX_BATCH_DELIVERY": "maybe"})
