@@ -52,9 +52,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # with explicit configs; Faust may still declare what is missing.
         topic_allow_declare=True,
     )
-    delivery.install(
-        app, batch=settings.batch_delivery
-    )  # batch delivery to our agents (streams/delivery.py)
+    # the 100 ms fetch wait, and batch delivery when enabled (streams/delivery.py)
+    delivery.install(app, batch=settings.batch_delivery)
     ctx = Context(
         app=app,
         settings=settings,

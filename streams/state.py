@@ -323,7 +323,7 @@ class _PartitionBatch:
         short-window buckets per member in one batch; storing them made the state grow with
         replay speed until the next expiry. Stage 2 still gets them: its alert rules evaluate
         event-time steps up to the *lowest* partition watermark, which can be behind this
-        one's (streams/aggregate.py, ``Merger.horizon``). Not storing is exact after a crash
+        one's (streams/aggregate.py, ``Merger._alert_ref``). Not storing is exact after a crash
         too: the stored value and its marker stay as of their last write, a replay refolds
         from there, and a snapshot is a cumulative count up to its marker, whatever batch
         produced it."""

@@ -134,7 +134,8 @@ class MergeService:
             await self.publish(emission)
             # Per input topic: one topic's watermark can stand still (or far ahead) while the
             # others advance, and a max over all topics then never moved a step (a replay piled
-            # up 40k dead merge keys between the 30 s rounds).
+            # up 40k dead merge keys between the 30 s rounds). A list, not any(): every topic's
+            # schedule must record the step it took.
             wall = self.expiry.wall_due()
             steps = [self.expiry.due(topic, max(srcs.values()), wall)
                      for topic, srcs in self.merger.watermarks.items() if srcs]  # fmt: skip
