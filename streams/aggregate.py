@@ -38,6 +38,7 @@ def partition_of(member_key: str, partitions: int) -> int:
 
 
 OFFSET = "#o"  # in the seal value: the last partials offset applied
+_BEFORE_ALL = -(1 << 62)  # an event time before every bucket: keeps them all
 
 
 def table_partition(key: str, partitions: int) -> int:
@@ -92,6 +93,15 @@ class Merger:
         self._alert_windows = (
             {config.short_window, config.baseline_window} if config is not None else set()
         )
+        # how far before a member's last rule step its rules may still read (see _alert_ref)
+        self._alert_lookback = (
+            2 * self.spec[config.short_window].size_ms
+            + config.for_ms
+            + 2 * config.step_ms
+            + self.spec[config.baseline_window].granularity_ms
+            if config is not None
+            else 0
+        )
 
     # -- input -----------------------------------------------------------------------
     def apply(
@@ -105,14 +115,10 @@ class Merger:
         family, dim, member = key.split("|")
         src = value["s"]
         wm = self.watermark(family)
-        spec = self.spec
         alert_ref = self._alert_ref((family, dim, member)) if wm is not None else None
-        alert_windows = self._alert_windows
         for w, b, marker, counts in value["b"]:
-            if wm is not None:
-                ref = wm if alert_ref is None or w not in alert_windows else alert_ref
-                if not spec[w].is_live(b, ref):
-                    continue  # dead on arrival (a lagging partition): what expiry would drop
+            if wm is not None and not self._is_live(w, b, wm, alert_ref):
+                continue  # dead on arrival (a lagging partition): what expiry would drop
             bkey = f"{key}|{w}|{b}"
             cur = self.table.get(bkey) or {}
             old = cur.get(src)
@@ -352,19 +358,22 @@ class Merger:
         evaluate event-time steps after the member's last one up to the *lowest* partition
         watermark (``_alerts``), so in a replay they read buckets that the family's (highest)
         watermark has long left behind. None: no rule reads ``m``'s family."""
-        if self.alerts is None or m[0] not in self._alert_families:
+        if m[0] not in self._alert_families:
             return None
-        config = self.alerts.config
         states = self.table.get(f"{m[0]}|{m[1]}|{m[2]}|#e") or {}
         last = states.get("_step")
         if last is None:  # a new member looks back from the lowest watermark (see _alerts)
-            last = self.low_watermark(m[0])
-            if last is None:
-                return None
-        short = self.spec[config.short_window]
-        base = self.spec[config.baseline_window]
-        lookback = 2 * short.size_ms + config.for_ms + 2 * config.step_ms + base.granularity_ms
-        return last - lookback
+            srcs = self.watermarks.get(FAMILY_TOPIC[m[0]], {})
+            if len(srcs) < self.partitions:
+                return _BEFORE_ALL  # a partition not heard from yet may be far behind
+            last = min(srcs.values())
+        return int(last) - self._alert_lookback
+
+    def _is_live(self, window: str, bucket: int, wm: int, alert_ref: int | None) -> bool:
+        """Whether a bucket is still read: by a window at ``wm``, or, for the alert windows,
+        by a future rule step (``alert_ref`` from :meth:`_alert_ref`)."""
+        ref = wm if alert_ref is None or window not in self._alert_windows else alert_ref
+        return self.spec[window].is_live(bucket, ref)
 
     def drop(self, key: str) -> None:
         """Delete an expired key, and its parsed counts (the cache would keep them alive)."""
@@ -372,12 +381,11 @@ class Merger:
         self._parsed.pop(key, None)
 
     def expired_keys(self, owned: set[int]) -> list[str]:
-        specs = {w.name: w for w in self.windows}
         refs: dict[Member, tuple[int | None, int | None]] = {}  # member -> (wm, alert ref)
         dead = []
         for key in list(self.table.keys()):
             parts = key.split("|")
-            if len(parts) != 5 or parts[3] not in specs or parts[0] not in FAMILY_TOPIC:
+            if len(parts) != 5 or parts[3] not in self.spec or parts[0] not in FAMILY_TOPIC:
                 continue
             m = (parts[0], parts[1], parts[2])
             ref = refs.get(m)
@@ -385,12 +393,9 @@ class Merger:
                 wm = self.watermark(m[0])
                 ref = refs[m] = (wm, None if wm is None else self._alert_ref(m))
             wm, alert_ref = ref
-            if wm is None:
-                continue
-            if alert_ref is not None and parts[3] in self._alert_windows:
-                wm = alert_ref
             if (
-                not specs[parts[3]].is_live(int(parts[4]), wm)
+                wm is not None
+                and not self._is_live(parts[3], int(parts[4]), wm, alert_ref)
                 and table_partition(key, self.partitions) in owned
             ):
                 dead.append(key)
