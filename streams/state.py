@@ -181,11 +181,11 @@ class _PartitionBatch:
         self.wm: int | None = progress[1]
         self.cap = MemberCap(folder.max_members, folder.table.get(f"{p}|m"))
         # (family, dim, member) -> one dict per window: bucket -> slot, where a slot is
-        # [marker, counts object, count key, granularity ms, bucket, stored form (materialize)].
+        # [marker, counts object, count key, WindowSpec, bucket, stored form (materialize)].
         # Insertion order = first touch (partials order).
         self.cells: dict[tuple[str, str, str], list[dict[int, list[Any]]]] = {}
         self.work: list[list[Any]] = []  # every slot, in creation order (write order)
-        self.grid = [(i, w.name, w.granularity_ms) for i, w in enumerate(folder.windows)]
+        self.grid = [(i, w.name, w.granularity_ms, w) for i, w in enumerate(folder.windows)]
         # window indices in name order: partials list their buckets sorted by (window, bucket)
         self.by_name = sorted(range(len(folder.windows)), key=lambda i: folder.windows[i].name)
         # per dimension: the parts it is made of (None for "all"), and raw value(s) -> member
@@ -292,17 +292,17 @@ class _PartitionBatch:
         """Call ``apply(counts, *args)`` on every live bucket of every member of the event."""
         wm = self.wm if self.wm is not None else t
         live = []  # (window index, name, bucket) of the buckets some window can still read
-        for i, name, g in self.grid:
+        for i, name, g, spec in self.grid:
             b = t // g
-            if b >= wm // g + 1 - BUCKETS_PER_WINDOW:
-                live.append((i, name, g, b))
+            if b >= wm // g + 1 - BUCKETS_PER_WINDOW:  # spec.is_live(b, wm), inlined: per event
+                live.append((i, name, spec, b))
         cells = self.cells
         cls = None
         for dim, member in self.members(dims):
             cell = cells.get((family, dim, member))
             if cell is None:
                 cell = cells[(family, dim, member)] = [{} for _ in self.grid]
-            for i, name, g, b in live:
+            for i, name, spec, b in live:
                 slots = cell[i]
                 slot = slots.get(b)
                 if slot is None:
@@ -310,7 +310,7 @@ class _PartitionBatch:
                     value = self.get(key)
                     cls = cls or FAMILIES[family]
                     slot = [value[0], cls.from_list(value[1])] if value else [-1, cls.empty()]
-                    slot += (key, g, b)
+                    slot += (key, spec, b)
                     slots[b] = slot
                     self.work.append(slot)
                 if slot[0] >= offset:
@@ -334,10 +334,10 @@ class _PartitionBatch:
         dirty = self.dirty
         wm = self.wm
         for slot in self.work:
-            marker, counts, key, g, b = slot
+            marker, counts, key, spec, b = slot
             value = [marker, counts.to_list()]
             slot.append(value)
-            if wm is None or b >= wm // g + 1 - BUCKETS_PER_WINDOW:
+            if wm is None or spec.is_live(b, wm):
                 dirty[key] = value
         self.work.clear()
 

@@ -60,7 +60,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                 wm = (table.get(f"{p}|p") or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
                     due.append(p)
-            for key in folder.expired_keys(due) if due else ():
+            for key in folder.expired_keys(due):
                 result.writes[key] = None
             await commit(ctx, table, topic_name, result)
 
