@@ -190,10 +190,13 @@ def test_customer_tombstone_leaves_the_base() -> None:
     assert table["0|a|segment|smb"][1] == 0 and table["0|a|all|all"][1] == 0
 
 
-def _nps(offset: int, t_ms: int, score: int = 9) -> Record:
-    event = {"response_id": f"r{offset}", "customer_id": "c1", "survey": "nps", "score": score,
-             "occurred_at": t_ms, "segment": "smb"}  # fmt: skip
-    return Record(0, offset, orjson.dumps(event), T0, b"c1")
+def _survey(rid: str, t_ms: int) -> bytes:
+    return orjson.dumps({"response_id": rid, "customer_id": "c", "survey": "nps", "score": 9,
+                         "occurred_at": t_ms, "segment": "smb", "channel": "chat"})  # fmt: skip
+
+
+def _nps(offset: int, t_ms: int) -> Record:
+    return Record(0, offset, _survey(f"r{offset}", t_ms), T0, b"c")
 
 
 def test_buckets_that_die_within_a_batch_are_published_but_not_stored() -> None:
@@ -229,11 +232,6 @@ def test_merge_skips_buckets_dead_on_arrival() -> None:
     assert f"nps|all|all|5m|{old}" not in table
     merger.drop(f"nps|all|all|5m|{live}")
     assert not any("|5m|" in k for k in table)
-
-
-def _survey(rid: str, t_ms: int) -> bytes:
-    return orjson.dumps({"response_id": rid, "customer_id": "c", "survey": "nps", "score": 9,
-                         "occurred_at": t_ms, "segment": "smb", "channel": "chat"})  # fmt: skip
 
 
 def test_expired_keys_of_several_partitions_in_one_pass() -> None:
