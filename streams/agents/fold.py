@@ -7,6 +7,7 @@ The same adapter serves all four input topics; what differs per topic lives in
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -114,15 +115,26 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
         tel.events.labels(topic_name, outcome).inc(count)
     for reason, count in result.dead_reasons.items():
         tel.dead_letters.labels(topic_name, reason).inc(count)
+    # One labels() lookup per distinct label set of the batch, not one per event (~1.2 us each).
     cap = tel.cap
-    for survey, cat, segment, channel in result.responses:
-        tel.responses.labels(survey, cat, cap("segment", segment), cap("channel", channel)).inc()
+    for (survey, cat, segment, channel), n in Counter(result.responses).items():
+        tel.responses.labels(survey, cat, cap("segment", segment), cap("channel", channel)).inc(n)
+    lost: dict[str, list[float]] = {}
     for segment, mrr in result.cancellations:
+        lost.setdefault(segment, []).append(mrr)
+    for segment, mrrs in lost.items():
         seg = cap("segment", segment)
-        tel.cancellations.labels(seg).inc()
-        tel.cancelled_mrr.labels(seg).inc(mrr)
+        tel.cancellations.labels(seg).inc(len(mrrs))
+        counter = tel.cancelled_mrr.labels(seg)
+        for mrr in mrrs:  # one by one: the same float sum as before
+            counter.inc(mrr)
+    seconds_by: dict[tuple[str, str], list[float]] = {}
     for kind, channel, seconds in result.latencies:
+        seconds_by.setdefault((kind, channel), []).append(seconds)
+    for (kind, channel), values in seconds_by.items():
         hist = tel.first_response if kind == "first_response" else tel.resolution
-        hist.labels(cap("channel", channel)).observe(seconds)
+        child = hist.labels(cap("channel", channel))
+        for seconds in values:
+            child.observe(seconds)
     if result.watermarks:
         tel.watermark_lag.labels(topic_name).set(now - max(result.watermarks.values()) / 1000)
