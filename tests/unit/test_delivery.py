@@ -61,10 +61,10 @@ def test_drain_copy_differs_from_upstream_only_where_marked() -> None:
     upstream = _body_lines(inspect.getsource(Consumer._drain_messages))
     ours = _body_lines(inspect.getsource(delivery_drain.drain_messages))
     setup = ["flow_control = self.app.flow_control", "flow_active = flow_control.is_active",
-             "get_buffer = buffers.get"]  # fmt: skip
+             "get_buffer = buffers.get", "handled = self.handled"]  # fmt: skip
     ours = [line for line in ours if line.strip() not in setup]
     start = next(i for i, line in enumerate(ours) if "get_buffer(tp.topic)" in line)
-    end = next(i for i, line in enumerate(ours) if "buffer.put(tp, message)" in line)
+    end = next(i for i, line in enumerate(ours) if "handled[tp] = offset" in line)
     replaced = next(i for i, line in enumerate(upstream) if "await self.wait_first(" in line)
     assert ours[:start] == upstream[:replaced]
     assert ours[end + 1 :] == upstream[replaced + 3 :]  # the call spans three lines upstream
