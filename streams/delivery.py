@@ -207,15 +207,19 @@ class LeanConsumer(faust_aiokafka.Consumer):
             if previous.get(tp) != (expected, position):
                 self._suspects[tp] = (expected, position)
                 continue
-            if expected < 0:
-                expected = (await self.earliest_offsets(tp))[tp]
-                if position <= expected:
-                    continue
-            self.log.warning(
-                "%s[%d]: offsets %d..%d were consumed but never delivered; reading them again",
-                tp.topic, tp.partition, expected, position - 1,
-            )  # fmt: skip
-            await cast(Any, self._thread).seek_wait({tp: expected})
+            try:
+                if expected < 0:
+                    expected = (await self.earliest_offsets(tp))[tp]
+                    if position <= expected:
+                        continue
+                self.log.warning(
+                    "%s[%d]: offsets %d..%d were consumed but never delivered; reading them "
+                    "again", tp.topic, tp.partition, expected, position - 1,
+                )  # fmt: skip
+                await cast(Any, self._thread).seek_wait({tp: expected})
+            except Exception as exc:  # noqa: BLE001 - a rebalance or a slow broker: next round
+                self.log.warning("%s[%d]: reading again failed: %r", tp.topic, tp.partition, exc)
+                continue
             self.redelivered += position - expected
 
     def _new_consumer_thread(self) -> LeanConsumerThread:
