@@ -163,6 +163,7 @@ class WorkerProc:
             "CX_WINDOWS": ",".join(settings.windows),
             "CX_DIMENSIONS": ",".join(settings.dimensions),
             "CX_MAX_MEMBERS": str(settings.max_members),
+            "CX_BATCH_DELIVERY": "1" if settings.batch_delivery else "0",
             "PYTHONUNBUFFERED": "1",
         }
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -476,7 +477,8 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
     say(
         f"bench: {args.events} events + {produced - args.events - workload.duplicates} customers"
         f" + {workload.duplicates} duplicates ({workload.late} sent late) = {produced} messages,"
-        f" {settings.partitions} partitions, emit interval {settings.emit_interval:g} s"
+        f" {settings.partitions} partitions, emit interval {settings.emit_interval:g} s,"
+        f" batch delivery {'on' if settings.batch_delivery else 'off'}"
     )
     t0 = time.perf_counter()
     acked = await produce(bootstrap, workload.messages)
@@ -568,6 +570,7 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
         "metrics_poll_ms": round(1000 * e2e.poll_s / max(1, e2e.polls), 2),
         "emit_interval_s": settings.emit_interval,
         "partitions": settings.partitions,
+        "batch_delivery": settings.batch_delivery,
         "python": platform.python_version(),
         "faust": importlib.metadata.version("faust-streaming"),
     }
