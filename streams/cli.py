@@ -48,11 +48,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _run(coro_factory: object) -> object:
-    loop = asyncio.new_event_loop()
+    """Run a coroutine on a loop of its own. Ctrl-C cancels it inside the loop (its clean-up,
+    e.g. stopping a producer, runs), then raises KeyboardInterrupt (``asyncio.Runner``)."""
     try:
-        return loop.run_until_complete(coro_factory)  # type: ignore[arg-type]
+        with asyncio.Runner() as runner:
+            return runner.run(coro_factory)  # type: ignore[arg-type]
     finally:
-        loop.close()
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
@@ -98,7 +99,10 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     from streams.generate import SCENARIOS, run_generator
 
     scenario = replace(SCENARIOS[args.scenario], seed=args.seed)
-    count = _run(run_generator(settings, scenario, args.count, args.rate, args.realtime))
+    try:
+        count = _run(run_generator(settings, scenario, args.count, args.rate, args.realtime))
+    except KeyboardInterrupt:  # Ctrl-C ends an endless run (`--count 0`, the demo's): no traceback
+        return 130
     print(f"produced {count} messages ({scenario.name}, seed {scenario.seed})")
     return 0
 
