@@ -71,6 +71,10 @@ class BatchBuffer:
         if len(queue) >= self.want:
             self.arrived.set()
         if len(queue) >= self.high_water and tp not in self.throttled:
+            # The drain's tp is aiokafka's TopicPartition (the keys of its fetch result);
+            # Faust's active-partition set must hold Faust's TP: on_buffer_drop adds it back
+            # and _get_active_partitions asserts the type (a 1M-event replay crashed there).
+            tp = TP(tp.topic, tp.partition)
             self.throttled.add(tp)
             self.app.consumer.on_buffer_full(tp)
 

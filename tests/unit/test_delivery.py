@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from faust.streams import Stream
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer
@@ -98,9 +99,11 @@ class _Consumer:
         return True
 
     def on_buffer_full(self, tp: TP) -> None:
+        assert type(tp) is TP  # Faust's Consumer._get_active_partitions asserts it
         self.full.append(tp)
 
     def on_buffer_drop(self, tp: TP) -> None:
+        assert type(tp) is TP
         self.dropped.append(tp)
 
 
@@ -119,7 +122,8 @@ class _App:
 
 def _put(buffer: BatchBuffer, *messages: _Message) -> None:
     for m in messages:
-        buffer.put(m.tp, m)  # type: ignore[arg-type]
+        # the drain hands over aiokafka's TopicPartition (the keys of its fetch result)
+        buffer.put(TopicPartition(m.topic, m.partition), m)  # type: ignore[arg-type]
 
 
 async def test_batches_are_acked_only_when_the_next_is_asked_for() -> None:
