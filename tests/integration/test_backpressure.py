@@ -34,7 +34,7 @@ def test_a_backlog_is_folded_through_back_pressure(
     start = int(time.time() * 1000) - 6 * 3_600_000
     msgs = list(generate(31, 30_000, start, rate_per_s=30_000 / 18_000, customers=500))
     ends = faults.input_ends(asyncio.run(harness.produce_tracked(fresh_broker.bootstrap, msgs)))
-    w = faults.spawn(s, tmp_path, "w1", CX_BATCH_SIZE="500")
+    w = faults.spawn(s, tmp_path, "w1", CX_BATCH_DELIVERY="1", CX_BATCH_SIZE="500")
     try:
         faults.wait_folded(fresh_broker, s, ends, w, "the backlog folded", 240)
         harness.wait_until(lambda: sum(harness.events_total([w]).values()) >= len(msgs), 30,
