@@ -38,7 +38,6 @@ async def drain_messages(
     flow_control = self.app.flow_control  # CHANGED: the conductor's flow-control wait, below
     flow_active = flow_control.is_active
     get_buffer = buffers.get
-    handled = self.handled  # CHANGED: for LeanConsumer.redeliver_lost
 
     yield_every = 100
     num_since_yield = 0
@@ -84,7 +83,6 @@ async def drain_messages(
                                 )
                             if flow_active():  # else dropped, like the cancelled callback
                                 buffer.put(tp, message)
-                            handled[tp] = offset
                         set_read_offset(tp, offset)
                     else:
                         self.log.dev(

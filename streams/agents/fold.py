@@ -48,12 +48,15 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
     async def fold(stream: faust.StreamT) -> None:
         # Each batch is acked (its offsets may be committed) only when the next one is asked
         # for, i.e. after commit() below returned (streams/delivery.py).
-        async for messages in delivery.batches(stream, s.batch_size, s.batch_within):
+        def seal(p: int) -> Any:
+            return table.get(f"{p}|p")
+
+        async for messages in delivery.batches(stream, s.batch_size, s.batch_within, seal):
             records = [
                 Record(m.partition, m.offset, m.value, int((m.timestamp or 0) * 1000), m.key)
                 for m in messages
             ]
-            records = await gaps.in_order(records, lambda p: table.get(f"{p}|p"), input_log)
+            records = await gaps.in_order(records, seal, input_log)
             result = folder.fold(records, int(time.time() * 1000))
             wall_due = expiry.wall_due()
             due = []

@@ -81,7 +81,7 @@ class MergeService:
         return not app.rebalancing and not app.in_recovery
 
     async def consume(self, stream: faust.StreamT) -> None:
-        async for messages in delivery.batches(stream, 5000, 0.05):
+        async for messages in delivery.batches(stream, 5000, 0.05, self.applied):
             async with self.lock:
                 records = [Record(m.partition, m.offset, m.value, 0, m.key) for m in messages]
                 records = await gaps.in_order(records, self.applied, self.partials_log)

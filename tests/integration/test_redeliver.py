@@ -48,7 +48,7 @@ def _check(w: harness.Worker, expected: int, *, redelivered: bool) -> None:
     assert lost, "the fault was not injected (no fetch of survey answers?)"
     assert sum(int(n) for n in re.findall(r": (\d+)", lost.group(1))) > 0
     if redelivered:
-        assert "were consumed but never delivered; reading them again" in log
+        assert "were consumed but never folded; reading them again" in log
     assert counted == expected, f"counted {counted}, want {expected}"  # none twice
     assert not faults.log_problems(w)
 

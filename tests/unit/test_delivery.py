@@ -20,7 +20,7 @@ from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
 from streams import delivery_drain
-from streams.delivery import BatchBuffer
+from streams.delivery import BatchBuffer, LeanConsumer
 
 # sha256 (first 16 hex digits) of the upstream source (faust-streaming 0.15.3, mode 0.4).
 # If one changes: read the upstream change, port it to streams/delivery*.py, update the hash.
@@ -62,10 +62,10 @@ def test_drain_copy_differs_from_upstream_only_where_marked() -> None:
     upstream = _body_lines(inspect.getsource(Consumer._drain_messages))
     ours = _body_lines(inspect.getsource(delivery_drain.drain_messages))
     setup = ["flow_control = self.app.flow_control", "flow_active = flow_control.is_active",
-             "get_buffer = buffers.get", "handled = self.handled"]  # fmt: skip
+             "get_buffer = buffers.get"]  # fmt: skip
     ours = [line for line in ours if line.strip() not in setup]
     start = next(i for i, line in enumerate(ours) if "get_buffer(tp.topic)" in line)
-    end = next(i for i, line in enumerate(ours) if "handled[tp] = offset" in line)
+    end = next(i for i, line in enumerate(ours) if "buffer.put(tp, message)" in line)
     replaced = next(i for i, line in enumerate(upstream) if "await self.wait_first(" in line)
     assert ours[:start] == upstream[:replaced]
     assert ours[end + 1 :] == upstream[replaced + 3 :]  # the call spans three lines upstream
@@ -193,6 +193,121 @@ async def test_revocation_clears_the_buffer() -> None:
     _put(buffer, _Message(0, 3))
     assert [m.offset for m in await asyncio.wait_for(waiting, 1.0)] == [3]
     await it.aclose()
+
+
+async def test_pending_names_partitions_waiting_or_being_folded() -> None:
+    app = _App()
+    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
+    _put(buffer, _Message(0, 1), _Message(1, 1), _Message(2, 1))
+    assert buffer.pending() == {0, 1, 2}
+    it = buffer.batches(2, within=0.0)
+    await it.__anext__()  # partitions 0 and 1 handed out, 2 waits
+    assert buffer.pending() == {0, 1, 2}
+    await it.__anext__()  # the first list acked
+    assert buffer.pending() == {2}
+    await it.aclose()  # the agent stopped while folding it: nothing acked, nothing pending
+    assert buffer.pending() == set() and app.consumer.acked == [1, 1]
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self.warnings.append(msg % args)
+
+    def exception(self, msg: str, *args: Any) -> None:
+        raise AssertionError(msg % args)
+
+
+class _Guarded:
+    """What :meth:`LeanConsumer.unfolded` and ``redeliver_lost`` read of Faust's consumer,
+    around a real aiokafka ``SubscriptionState`` (attribute names checked against it)."""
+
+    unfolded = LeanConsumer.unfolded
+    redeliver_lost = LeanConsumer.redeliver_lost
+
+    def __init__(self, partitions: int, log_start: int = 0) -> None:
+        from aiokafka.consumer.subscription_state import SubscriptionState
+
+        self.tps = [TopicPartition("t", p) for p in range(partitions)]
+        state = SubscriptionState()
+        state.subscribe(topics={"t", "other"})
+        state.assign_from_subscribed(set(self.tps) | {TopicPartition("other", 0)})
+        self.assignment = state.subscription.assignment
+        fetcher = type("Fetcher", (), {"_records": {}})()
+        aio = type("Aio", (), {"_subscription": state, "_fetcher": fetcher})()
+        self._thread = type("Thread", (), {"_consumer": aio, "seek_wait": self._seek_wait})()
+        self.app = _App()
+        self.app.conf = type("Conf", (), {"consumer_auto_offset_reset": "earliest"})()
+        self.app.rebalancing = self.app.in_recovery = False
+        self.flow_active = True
+        self._suspects: dict[Any, Any] = {}
+        self._watching = True
+        self.log = _Log()
+        self.log_start = log_start
+        self.seeks: list[tuple[int, int]] = []
+
+    def position(self, p: int, offset: int) -> None:
+        self.assignment.state_value(self.tps[p]).seek(offset)
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, self.log_start)
+
+    async def _seek_wait(self, partitions: dict[Any, int]) -> None:
+        for tp, offset in partitions.items():
+            self.seeks.append((tp.partition, offset))
+            self.position(tp.partition, offset)
+
+
+async def test_unfolded_compares_aiokafka_position_with_the_agents_seal() -> None:
+    consumer = _Guarded(partitions=5)
+    buffer = BatchBuffer(consumer.app, high_water=100)  # type: ignore[arg-type]
+    seals = {0: [9], 1: [9], 2: [9], 3: None}
+    buffer.done = seals.get
+    for p, position in enumerate((10, 14, 14, 3)):  # partition 4: no position yet
+        consumer.position(p, position)
+    assert consumer.unfolded({"t": buffer}) == {
+        TopicPartition("t", 1): (10, 14),  # 10..13 taken, never folded
+        TopicPartition("t", 2): (10, 14),
+        TopicPartition("t", 3): (-1, 3),  # nothing folded: from the log start
+    }
+    _put(buffer, _Message(1, 10))  # waiting in the buffer: not lost
+    consumer._thread._consumer._fetcher._records[consumer.tps[2]] = object()  # fetched
+    assert consumer.unfolded({"t": buffer}) == {TopicPartition("t", 3): (-1, 3)}
+    assert consumer.unfolded({"t": BatchBuffer(consumer.app, 100)}) == {}  # type: ignore[arg-type]
+    consumer.app.conf.consumer_auto_offset_reset = "latest"
+    assert TopicPartition("t", 3) not in consumer.unfolded({"t": buffer})
+
+
+async def test_redeliver_lost_seeks_back_after_two_checks_that_agree() -> None:
+    consumer = _Guarded(partitions=3, log_start=2)
+    buffer = BatchBuffer(consumer.app, high_water=100)  # type: ignore[arg-type]
+    seals: dict[int, Any] = {0: [9], 1: [9], 2: None}
+    buffer.done = seals.get
+    consumer.position(0, 10)
+    consumer.position(1, 14)
+    consumer.position(2, 2)  # nothing folded, but the log starts at 2: nothing lost
+    await consumer.redeliver_lost({"t": buffer})
+    assert consumer.seeks == []  # seen once: maybe on its way to the agent
+    await consumer.redeliver_lost({"t": buffer})
+    assert consumer.seeks == [(1, 10)]
+    assert consumer.log.warnings == [
+        "t[1]: offsets 10..13 were consumed but never folded; reading them again"
+    ]
+    seals[0] = [11]
+    consumer.position(0, 12)
+    await consumer.redeliver_lost({"t": buffer})
+    await consumer.redeliver_lost({"t": buffer})
+    assert consumer.seeks == [(1, 10)]  # folded as taken: nothing to do
+    consumer.position(1, 14)  # taken again, still not folded
+    consumer.app.rebalancing = True
+    await consumer.redeliver_lost({"t": buffer})
+    consumer.app.rebalancing = False
+    await consumer.redeliver_lost({"t": buffer})
+    assert consumer.seeks == [(1, 10)]  # a rebalance in between starts the count anew
+    await consumer.redeliver_lost({"t": buffer})
+    assert consumer.seeks == [(1, 10), (1, 10)]
 
 
 def test_fetch_wait_override_still_reaches_the_fetcher() -> None:
