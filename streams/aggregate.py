@@ -380,10 +380,12 @@ class Merger:
         self.table.pop(key, None)
         self._parsed.pop(key, None)
 
-    def expired_keys(self, owned: set[int]) -> list[str]:
+    def expired_keys(self, owned: set[int], keys: list[str] | None = None) -> list[str]:
+        """Keys of ``owned`` partitions that no window can read any more, among ``keys``
+        (default: the whole table; the agent passes chunks, ``ExpiryScan``)."""
         refs: dict[Member, tuple[int | None, int | None]] = {}  # member -> (wm, alert ref)
         dead = []
-        for key in list(self.table.keys()):
+        for key in list(self.table.keys()) if keys is None else keys:
             parts = key.split("|")
             if len(parts) != 5 or parts[3] not in self.spec or parts[0] not in FAMILY_TOPIC:
                 continue

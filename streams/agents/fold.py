@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from streams import codecs, delivery
 from streams.agents import gaps
-from streams.agents.expiry import ExpirySchedule
+from streams.agents.expiry import ExpiryScan, ExpirySchedule
 from streams.aggregate import partition_of
 from streams.context import Context
 from streams.state import BatchResult, Folder, Record
@@ -43,6 +43,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
         max_bytes=s.max_message_bytes,
     )
     expiry = ExpirySchedule(s.retention_s)
+    scan = ExpiryScan()
     input_log = gaps.InputLog(s.bootstrap, topic_name)
 
     async def fold(stream: faust.StreamT) -> None:
@@ -64,8 +65,12 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                 wm = (table.get(f"{p}|p") or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
                     due.append(p)
-            for key in folder.expired_keys(due):
-                result.writes[key] = None
+            step = scan.step(due, lambda: list(table.keys()))
+            if step is not None:
+                writes = result.writes
+                for key in folder.expired_keys(cast(set[int], step[0]), step[1]):
+                    if key not in writes:  # judged on its stored value; this batch rewrote it
+                        writes[key] = None
             await commit(ctx, table, topic_name, result)
 
     return app.agent(topic, name=table_name)(fold)

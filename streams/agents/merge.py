@@ -10,7 +10,7 @@ import faust
 
 from streams import codecs, delivery
 from streams.agents import gaps
-from streams.agents.expiry import ExpirySchedule
+from streams.agents.expiry import ExpiryScan, ExpirySchedule
 from streams.aggregate import OFFSET, Emission, Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
@@ -62,6 +62,7 @@ class MergeService:
         self.gauge_labels: dict[tuple[str, str, str], set[tuple[str, str, str, str]]] = {}
         # ^ member (family, dimension, member) -> label sets of its cx_score series
         self.expiry = ExpirySchedule(s.retention_s)
+        self.scan = ExpiryScan()
         topic = app.topic(
             ctx.partials_topic,
             key_serializer="raw",
@@ -71,6 +72,9 @@ class MergeService:
         app.agent(topic, name="merge")(self.consume)
         self.partials_log = gaps.InputLog(s.bootstrap, ctx.partials_topic)
         app.timer(max(0.05, s.emit_interval / 4), name="emit-scores")(self.tick)
+
+    def table_keys(self) -> list[str]:
+        return list(self.table.keys())
 
     def owned_partitions(self) -> set[int]:
         name = self.ctx.partials_topic
@@ -139,8 +143,9 @@ class MergeService:
             wall = self.expiry.wall_due()
             steps = [self.expiry.due(topic, max(srcs.values()), wall)
                      for topic, srcs in self.merger.watermarks.items() if srcs]  # fmt: skip
-            if wall or any(steps):
-                for key in self.merger.expired_keys(owned):
+            step = self.scan.step(["all"] if wall or any(steps) else [], self.table_keys)
+            if step is not None:
+                for key in self.merger.expired_keys(owned, step[1]):
                     self.merger.drop(key)
                 emission.partitions |= owned
             await self.seal(emission.partitions)

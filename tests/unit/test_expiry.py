@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.agents import expiry
-from streams.agents.expiry import ExpirySchedule
+from streams.agents.expiry import ExpiryScan, ExpirySchedule
 
 
 def test_event_time_triggers_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,3 +33,31 @@ def test_wall_time_triggers_every_30_s(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not s.wall_due()  # answered yes: the clock restarts
     now[0] += 31
     assert s.wall_due()
+
+
+def test_a_round_is_spread_over_batches_in_chunks() -> None:
+    keys = [f"k{i}" for i in range(25)]
+    snapshots: list[int] = []
+
+    def snapshot() -> list[str]:
+        snapshots.append(len(keys))
+        return list(keys)
+
+    scan = ExpiryScan(chunk=10)
+    assert scan.step([], snapshot) is None and snapshots == []  # nothing due: no pass
+    assert scan.step([0], snapshot) == ({0}, keys[:10])
+    keys.append("k25")  # added during the round: left for the next one
+    assert scan.step([1], snapshot) == ({0}, keys[10:20])  # 1 became due meanwhile: next round
+    assert scan.step([], snapshot) == ({0}, keys[20:25])
+    assert snapshots == [25]
+    assert scan.step([], snapshot) == ({1}, keys[:10])  # the pending round, a new snapshot
+    assert snapshots == [25, 26]
+    assert scan.step([], snapshot) == ({1}, keys[10:20])
+    assert scan.step([], snapshot) == ({1}, keys[20:26])
+    assert scan.step([], snapshot) is None
+
+
+def test_an_empty_table_ends_the_round_at_once() -> None:
+    scan = ExpiryScan(chunk=10)
+    assert scan.step([0], list) == ({0}, [])
+    assert scan.step([], list) is None

@@ -254,6 +254,11 @@ def test_expired_keys_of_several_partitions_in_one_pass() -> None:
         assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in table
     assert not [k for k in dead if k.startswith("2|")]
     assert folder.expired_keys([2]) == [] and folder.expired_keys([]) == []
+    keys = list(table)  # in chunks (the agent's ExpiryScan): the same keys
+    chunks = [folder.expired_keys([0, 1], keys[i : i + 7]) for i in range(0, len(keys), 7)]
+    assert sorted(k for chunk in chunks for k in chunk) == sorted(dead)
+    table.pop(dead[0])  # a chunk's key gone since the snapshot
+    assert folder.expired_keys([0, 1], keys) == [k for k in dead if k != dead[0]]
 
 
 def test_merge_keeps_what_the_next_alert_step_reads() -> None:
