@@ -32,7 +32,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "loglevel": (str, "worker log level (CX_LOGLEVEL)"),
     "batch_delivery": (
         parse_bool,
-        "experimental batch delivery, off by default (CX_BATCH_DELIVERY)",
+        "batch delivery to the agents, on by default; 0: Faust's per-record path"
+        " (CX_BATCH_DELIVERY)",
     ),
 }
 

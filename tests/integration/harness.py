@@ -34,6 +34,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "CX_EMIT_INTERVAL": str(settings.emit_interval),
         "CX_SESSION_TIMEOUT": str(settings.session_timeout),
         "CX_BATCH_WITHIN": str(settings.batch_within),
+        "CX_BATCH_DELIVERY": "1" if settings.batch_delivery else "0",
         "CX_LOGLEVEL": "info",
     }
 

@@ -50,9 +50,9 @@ def _ms(text: str) -> int:
 
 
 def _run(
-    workers_n: int, broker: EmbeddedBroker, tmp_path: Path
+    workers_n: int, broker: EmbeddedBroker, tmp_path: Path, batch: bool = True
 ) -> tuple[eventset.EventSet, dict[str, Any], list[Any], dict[tuple[str, str], float]]:
-    settings = _settings(broker)
+    settings = _settings(broker).replace(batch_delivery=batch)
     asyncio.run(create_topics(broker.bootstrap, topic_specs(settings)))
     es = eventset.build(seed=11, now_ms=int(time.time() * 1000))
     workers = [harness.Worker(settings, tmp_path, f"w{i}") for i in range(workers_n)]
@@ -163,8 +163,12 @@ def _check_outcomes(
         assert d["topic"].startswith("cx.") and d["offset"] >= 0 and d["detail"]
 
 
-def test_scores_match_independent_computation(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
-    es, latest, dead, totals = _run(1, fresh_broker, tmp_path)
+@pytest.mark.parametrize("batch", [True, False], ids=["batch-delivery", "per-record"])
+def test_scores_match_independent_computation(
+    fresh_broker: EmbeddedBroker, tmp_path: Path, batch: bool
+) -> None:
+    """Both delivery paths (streams/delivery.py): batch, the default, and Faust's own."""
+    es, latest, dead, totals = _run(1, fresh_broker, tmp_path, batch)
     _check_outcomes(es, dead, totals)
     checked = _check_scores(es, latest)
     metrics = {r["metric"] for r in latest.values()}

@@ -321,10 +321,12 @@ def test_fetch_wait_override_still_reaches_the_fetcher() -> None:
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms," in inspect.getsource(AIOKafkaConsumer.start)
 
 
-def test_batch_delivery_is_opt_in() -> None:
+def test_batch_delivery_is_on_by_default_and_can_be_turned_off() -> None:
     from streams.settings import Settings, from_env
 
-    assert Settings().batch_delivery is False
+    assert Settings().batch_delivery is True
+    assert from_env({}).batch_delivery is True
+    assert from_env({"CX_BATCH_DELIVERY": "0"}).batch_delivery is False
     assert from_env({"CX_BATCH_DELIVERY": "1"}).batch_delivery is True
     assert from_env({"CX_BATCH_DELIVERY": "off"}).batch_delivery is False
     with pytest.raises(ValueError):
