@@ -32,7 +32,7 @@ these change upstream, versions pinned in ``pyproject.toml``):
 - Revocation clears the buffers: they are registered with ``app.flow_control`` like the agent
   queues (``FlowControlEvent.manage_queue``).
 - Added: :meth:`LeanConsumer.redeliver_lost` reads again records the aiokafka consumer took
-  but that never reached the drain loop (docs/crash-safety.md, "Batch delivery").
+  but that their agent never folded (docs/crash-safety.md, "Batch delivery").
 
 Installed by :func:`install` from ``create_app`` for ``kafka://`` brokers. Agents read through
 :func:`batches`, which falls back to ``take_events`` when the stream is not fed by our consumer

@@ -62,7 +62,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
             wall_due = expiry.wall_due()
             due = []
             for p in {r.partition for r in records}:
-                wm = (table.get(f"{p}|p") or (None, None))[1]
+                wm = (seal(p) or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
                     due.append(p)
             step = scan.step(due, lambda: list(table.keys()))

@@ -118,7 +118,7 @@ class MergeService:
         if not partitions:
             return
         # The staged state goes out first, so that one wait covers it and the scores and
-        # alerts (one broker round trip less per tick; Tansu's acks slow down as topics grow).
+        # alerts (one broker round trip less per tick).
         await self.table.send_staged()
         await self.ctx.app.producer.flush()
         await self.table.changelog_sent()  # flush() is no barrier for table writes
