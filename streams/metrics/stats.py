@@ -26,6 +26,8 @@ which input validation guarantees.
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import add
 from typing import Self
 
 from streams.metrics.base import FlatCounts
@@ -51,6 +53,7 @@ __all__ = [
     "bucket_bounds",
     "bucket_index",
     "bucket_point",
+    "add_values",
     "category",
 ]
 
@@ -113,6 +116,22 @@ class NpsCounts(FlatCounts):
         else:
             self.detractors += 1
 
+    @staticmethod
+    def token(score: int) -> int:
+        """The category of one answer as :meth:`add_tally` takes it (0 promoter, 1 passive,
+        2 detractor)."""
+        return 0 if score >= 9 else 1 if score >= 7 else 2
+
+    def add_tally(self, token: int, k: int) -> None:
+        """``k`` answers of category ``token``: the same as ``k`` calls of :meth:`add`."""
+        self.n += k
+        if token == 0:
+            self.promoters += k
+        elif token == 1:
+            self.passives += k
+        else:
+            self.detractors += k
+
     def iadd(self, other: Self) -> None:
         self.n += other.n
         self.promoters += other.promoters
@@ -158,6 +177,23 @@ class CsatCounts(FlatCounts):
         x: float = score if (lo == 1 and hi == 5) else 1 + 4 * (score - lo) / (hi - lo)
         self.total += x
         self.total_sq += x * x
+
+    @staticmethod
+    def token(score: int, lo: int = 1, hi: int = 5) -> tuple[int, float]:
+        """``(category, x)`` of one answer: :meth:`add_tally` takes the category (0 satisfied,
+        1 neutral, 2 dissatisfied), :func:`add_values` the rescaled value ``x``."""
+        cat = 0 if score >= hi - 1 else 2 if score <= lo + 1 else 1
+        return cat, score if (lo == 1 and hi == 5) else 1 + 4 * (score - lo) / (hi - lo)
+
+    def add_tally(self, token: int, k: int) -> None:
+        """The counters of ``k`` answers of category ``token`` (not the sums: :func:`add_values`)."""
+        self.n += k
+        if token == 0:
+            self.satisfied += k
+        elif token == 1:
+            self.neutral += k
+        else:
+            self.dissatisfied += k
 
     def iadd(self, other: Self) -> None:
         self.n += other.n
@@ -208,6 +244,23 @@ class CesCounts(FlatCounts):
         self.total += x
         self.total_sq += x * x
 
+    @staticmethod
+    def token(score: int, lo: int = 1, hi: int = 7) -> tuple[int, float]:
+        """``(category, x)`` of one answer (0 easy, 1 neutral, 2 hard), as for CSAT."""
+        num, span = 6 * (score - lo), hi - lo
+        cat = 0 if num >= 4 * span else 2 if num < 3 * span else 1
+        return cat, score if (lo == 1 and hi == 7) else 1 + 6 * (score - lo) / (hi - lo)
+
+    def add_tally(self, token: int, k: int) -> None:
+        """The counters of ``k`` answers of category ``token`` (not the sums: :func:`add_values`)."""
+        self.n += k
+        if token == 0:
+            self.easy += k
+        elif token == 1:
+            self.neutral += k
+        else:
+            self.hard += k
+
     def iadd(self, other: Self) -> None:
         self.n += other.n
         self.easy += other.easy
@@ -232,6 +285,14 @@ class ChurnCounts(FlatCounts):
     def iadd(self, other: Self) -> None:
         self.cancellations += other.cancellations
         self.lost_mrr += other.lost_mrr
+
+
+def add_values(counts: CsatCounts | CesCounts, values: list[float]) -> None:
+    """``total += x`` and ``total_sq += x * x`` for each value in order: bit for bit what the
+    same answers' :meth:`add` calls sum (``reduce`` adds left to right, as ``+=`` does; the
+    float sums depend on the order, and crash tests compare runs exactly)."""
+    counts.total = reduce(add, values, counts.total)
+    counts.total_sq = reduce(add, [x * x for x in values], counts.total_sq)
 
 
 Counts = NpsCounts | CsatCounts | CesCounts | ChurnCounts | SupportCounts

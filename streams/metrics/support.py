@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from streams.metrics.histogram import LatencyHistogram
+from streams.metrics.histogram import LatencyHistogram, bucket_index
+
+_KINDS = {"opened": 0, "responded": 1, "resolved": 2, "reopened": 3}
 
 
 class SupportCounts:
@@ -53,6 +55,33 @@ class SupportCounts:
 
     def add_reopened(self) -> None:
         self.reopened += 1
+
+    @staticmethod
+    def token(status: str, seconds: float | None) -> tuple[int, int]:
+        """``(state change, latency bucket or -1)`` of one event, as :meth:`add_tally` takes
+        it; ``seconds`` is the first-response latency of a ``responded`` event, the resolution
+        latency of a ``resolved`` one, else ``None``."""
+        kind = _KINDS[status]
+        return kind, bucket_index(seconds) if seconds is not None and kind in (1, 2) else -1
+
+    def add_tally(self, token: tuple[int, int], k: int) -> None:
+        """``k`` events of ``token``: the same as ``k`` calls of the matching ``add_*``."""
+        kind, idx = token
+        if kind == 0:
+            self.opened += k
+            return
+        if kind == 3:
+            self.reopened += k
+            return
+        if kind == 1:
+            self.responded += k
+            hist = self.first_response
+        else:
+            self.resolved += k
+            hist = self.resolution
+        if idx >= 0:
+            hist.buckets[idx] = hist.buckets.get(idx, 0) + k
+            hist.count += k
 
     # -- merging -----------------------------------------------------------------------------
     def iadd(self, other: SupportCounts) -> None:
