@@ -32,7 +32,7 @@ import base64
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams import events as ev
 from streams.dims import MemberCap, clean
@@ -65,8 +65,7 @@ FAMILY_TOPIC = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):  # a frozen dataclass took ~0.6 us to build, this ~0.25 (per event)
     partition: int
     offset: int
     raw: bytes | None

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+from faust.stores.memory import Store as MemoryStore
 from faust.tables.table import Table
 from faust.types import EventT, FutureMessage, StoreT
 from faust.types.codecs import CodecArg
@@ -63,6 +64,8 @@ class _KeyPartitionedTable(Table):
             return super().get(key, default)
         self.on_key_get(key)
         data = self.data
+        if type(data) is MemoryStore:  # its dict, without two Python-level calls (profile)
+            return data.data.get(key, default)
         if key in data:  # the RocksDB store keeps the value read here for data[key]
             return data[key]
         return default
