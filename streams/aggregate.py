@@ -38,6 +38,7 @@ def partition_of(member_key: str, partitions: int) -> int:
 
 
 OFFSET = "#o"  # in the seal value: the last partials offset applied
+PREFIX = BUCKETS_PER_WINDOW - 2  # Merger.window_sum caches the sum of a window's first buckets
 _BEFORE_ALL = -(1 << 62)  # an event time before every bucket: keeps them all
 
 
@@ -76,6 +77,11 @@ class Merger:
         self.track_idle = track_idle
         self.spec = {w.name: w for w in windows}
         self._parsed: dict[str, tuple[Any, Any]] = {}
+        # (member, window) -> (first bucket, counts of the window's first PREFIX buckets): see
+        # bucket_sum(). Forgotten when one of those buckets changes (apply, drop), on restore,
+        # and when the table was written from its changelog (``recovered`` of MergeTable).
+        self._sums: dict[tuple[Member, str], tuple[int, Any]] = {}
+        self._sums_gen = 0
         self._wm_seen: dict[tuple[str, str], int] = {}  # (topic, source) -> wall ms of last news
         self.table = table
         self.windows = windows
@@ -124,6 +130,7 @@ class Merger:
             old = cur.get(src)
             if old is None or old[0] < marker:
                 self.table[bkey] = {**cur, src: [marker, counts]}
+                self._forget_sum((family, dim, member), w, b)
         if "a" in value:
             akey = f"{key}|#a"
             cur = self.table.get(akey) or {}
@@ -146,6 +153,7 @@ class Merger:
 
     def restore(self, owned: set[int]) -> None:
         """Rebuild the in-memory member registry and watermarks from the table."""
+        self._sums.clear()
         self.members = set()
         for key in list(self.table.keys()):
             if key.startswith("#wm|"):
@@ -201,7 +209,44 @@ class Merger:
         return out
 
     def window_counts(self, m: Member, w: WindowSpec, wm: int) -> Any:
-        return self.bucket_sum(m, w, w.end_bucket(wm))
+        return self.window_sum(m, w, w.end_bucket(wm))
+
+    def window_sum(self, m: Member, w: WindowSpec, end_bucket: int) -> Any:
+        """:meth:`bucket_sum`, from the cached sum of the window's first :data:`PREFIX` buckets
+        when they are unchanged since (the newest buckets are the ones that keep changing).
+        The same additions in the same order: bit for bit the full sum. A window's buckets
+        move on every ``granularity`` of event time (5 s for 5m, 12 h for 30d), so a replay
+        still sums the short windows in full, and a live worker re-sums the 5m window once
+        per 5 s instead of once per emission (profile 2026-12-02: summing was ~2/3 of stage
+        2's score evaluation)."""
+        gen = getattr(self.table, "recovered", 0)
+        if gen != self._sums_gen:
+            self._sums.clear()
+            self._sums_gen = gen
+        start = end_bucket - BUCKETS_PER_WINDOW
+        cls: Any = FAMILIES[m[0]]
+        prefix = f"{m[0]}|{m[1]}|{m[2]}|{w.name}|"
+        cached = self._sums.get((m, w.name))
+        first = start + PREFIX
+        if cached is not None and cached[0] == start:
+            counts = cached[1].copy()
+        else:
+            counts = cls.empty()
+            for b in range(start, first):
+                bucket = self._bucket(f"{prefix}{b}", cls)
+                if bucket is not None:
+                    counts.iadd(bucket)
+            self._sums[(m, w.name)] = (start, counts.copy())
+        for b in range(first, end_bucket):
+            bucket = self._bucket(f"{prefix}{b}", cls)
+            if bucket is not None:
+                counts.iadd(bucket)
+        return counts
+
+    def _forget_sum(self, m: Member, window: str, bucket: int) -> None:
+        cached = self._sums.get((m, window))
+        if cached is not None and bucket < cached[0] + PREFIX:
+            del self._sums[(m, window)]
 
     def active(self, m: Member) -> int | None:
         snap = self.table.get(f"{m[0]}|{m[1]}|{m[2]}|#a")
@@ -379,6 +424,9 @@ class Merger:
         """Delete an expired key, and its parsed counts (the cache would keep them alive)."""
         self.table.pop(key, None)
         self._parsed.pop(key, None)
+        parts = key.split("|")
+        if len(parts) == 5 and parts[4].lstrip("-").isdigit():
+            self._forget_sum((parts[0], parts[1], parts[2]), parts[3], int(parts[4]))
 
     def expired_keys(self, owned: set[int], keys: list[str] | None = None) -> list[str]:
         """Keys of ``owned`` partitions that no window can read any more, among ``keys``

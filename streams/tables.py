@@ -253,7 +253,17 @@ def newest_by_marker(batch: Iterable[EventT], current: Mapping[Any, Any]) -> Ite
 
 
 class MergeTable(_KeyPartitionedTable):
-    """Stage-2 state: partition from the ``family|dim|member`` part of the key."""
+    """Stage-2 state: partition from the ``family|dim|member`` part of the key.
+
+    ``recovered`` counts the changelog batches written into the table (recovery, standby
+    replication): the merger's cached window sums are void after one (streams/aggregate.py,
+    ``Merger.window_sum``)."""
+
+    recovered = 0
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        self.recovered += 1
+        super().apply_changelog_batch(batch)
 
     def partition_for_key(self, key: Any) -> int:
         return table_partition(key, int(self.partitions or 1))

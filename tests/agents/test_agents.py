@@ -241,3 +241,16 @@ async def test_staged_changelog_goes_out_as_record_batches(
     with pytest.raises(RuntimeError, match="broker said no"):
         await sending
     await asyncio.wait_for(table.changelog_sent(), 1)  # nothing staged or in flight
+
+
+async def test_merge_table_counts_changelog_batches_written_into_it() -> None:
+    """The merger's cached window sums are void once the changelog wrote into the table
+    (``MergeTable.recovered``, read by ``Merger.window_sum``): Faust 0.15 recovery and standby
+    replication call ``apply_changelog_batch``."""
+    app = create_app(Settings(app_id="tables-recovered-test", web_port=16997, partitions=4))
+    merge = app.tables["merge"]
+    assert isinstance(merge, MergeTable)
+    assert merge.recovered == 0
+    merge.apply_changelog_batch([])
+    merge.apply_changelog_batch([])
+    assert merge.recovered == 2
