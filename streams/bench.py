@@ -335,6 +335,12 @@ async def read_until_idle(
     raise BenchError(f"cx.scores did not go idle for {idle_s}s within {timeout_s:.0f}s")
 
 
+def _p50_by_quarter(values: Sequence[float]) -> list[float]:
+    """The median of each quarter of ``values`` (in send order), for the quarters not empty."""
+    quarters = [values[len(values) * q // 4 : len(values) * (q + 1) // 4] for q in range(4)]
+    return [percentile(x, 0.5) for x in quarters if x]
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of ``values`` (0 < q <= 1)."""
     ordered = sorted(values)
@@ -546,11 +552,12 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
     say(f"latency      p50 {p50:7.1f} ms  p99 {p99:7.1f} ms   (raw read-back p50 {raw_p50:.1f}"
         f" ms, p99 {raw_p99:.1f} ms; {len(lat.sent)} answers at {args.latency_rate:g}/s,"
         f" key {key.decode()})")  # fmt: skip
-    quarters = [
-        lat.e2e_ms[len(lat.e2e_ms) * q // 4 : len(lat.e2e_ms) * (q + 1) // 4] for q in range(4)
-    ]
+    by_quarter = _p50_by_quarter(lat.e2e_ms)
+    raw_by_quarter = _p50_by_quarter([x for x in lat.raw_ms if not math.isnan(x)])
     say("             p50 by quarter of the phase: "
-        + ", ".join(f"{percentile(x, 0.5):.0f}" for x in quarters if x) + " ms (growing = backlog)")  # fmt: skip
+        + ", ".join(f"{x:.0f}" for x in by_quarter) + " ms (raw read-back: "
+        + ", ".join(f"{x:.0f}" for x in raw_by_quarter) + " ms; growing = backlog, or a"
+        " slower broker when the raw read-back grows too)")  # fmt: skip
     mem = worker.memory_mb()
     worker.check()
     peak, rss_end = mem.get("VmHWM", 0.0), mem.get("VmRSS", 0.0)
@@ -570,6 +577,8 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
         "p99_latency_ms": round(p99, 1),
         "raw_p50_latency_ms": round(raw_p50, 1),
         "raw_p99_latency_ms": round(raw_p99, 1),
+        "p50_by_quarter_ms": [round(x, 1) for x in by_quarter],
+        "raw_p50_by_quarter_ms": [round(x, 1) for x in raw_by_quarter],
         "latency_events": len(lat.sent),
         "peak_rss_mb": round(peak, 1),
         "rss_start_mb": round(e2e.rss_start_mb, 1),
