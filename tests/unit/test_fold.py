@@ -13,6 +13,7 @@ from streams.events import TOPIC_CUSTOMERS, TOPIC_SURVEYS
 from streams.generate import generate
 from streams.state import Folder, Record
 from streams.windows import window_specs
+from tests.folding import apply_writes as _apply
 
 WINDOWS = window_specs({"5m": 300, "1h": 3600, "24h": 86400})
 DIMS = ("all", "segment", "channel", "segment+channel")
@@ -36,14 +37,6 @@ def _records(
         out.append(Record(p, offsets[p], value, T0, key))
         offsets[p] += 1
     return out
-
-
-def _apply(table: dict[str, Any], writes: dict[str, Any]) -> None:
-    for k, v in writes.items():
-        if v is None:
-            table.pop(k, None)
-        else:
-            table[k] = v
 
 
 def _live(table: dict[str, Any], topic: str) -> dict[str, Any]:

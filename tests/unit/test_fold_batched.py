@@ -6,6 +6,7 @@ after a crash, where it must hand the replayed family to the reference fold."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from streams.settings import DEFAULT_DIMENSIONS, DEFAULT_WINDOWS, Settings
 from streams.state import Folder, Record
 from streams.topics import INPUTS
 from streams.windows import window_specs
+from tests.folding import apply_writes as _apply
+from tests.folding import fold_support
 
 END = 1_790_000_000_000
 S = Settings()
@@ -40,14 +43,6 @@ def _folder(topic: str, table: dict[str, Any], batched: bool) -> Folder:
                     late_ms=S.late_after_s * 1000)  # fmt: skip
     folder.batched = batched
     return folder
-
-
-def _apply(table: dict[str, Any], writes: dict[str, Any]) -> None:
-    for k, v in writes.items():
-        if v is None:
-            table.pop(k, None)
-        else:
-            table[k] = v
 
 
 def _result(out: state.BatchResult) -> tuple[Any, ...]:
@@ -168,18 +163,12 @@ def test_add_tally_is_k_adds() -> None:
         scores = [(rng.randint(lo, hi), lo, hi) for _ in range(500)]
         _tally_equals_adds(cls, cls.add, scores)  # floats too: add_values keeps the order
 
-    def support_add(c: SupportCounts, status: str, seconds: float | None) -> None:
-        if status == "opened":
-            c.add_opened()
-        elif status == "responded":
-            c.add_responded(seconds)
-        elif status == "resolved":
-            c.add_resolved(seconds)
-        else:
-            c.add_reopened()
-
     events = [(rng.choice(["opened", "responded", "resolved", "reopened"]),
                rng.choice([None, 0.0, 3.5, 120.0, 86_400.0 * rng.random()]))
               for _ in range(500)]  # fmt: skip
     events = [(s, x if s in ("responded", "resolved") else None) for s, x in events]
-    _tally_equals_adds(SupportCounts, support_add, events)
+    by_adds = fold_support(events)
+    by_tally = SupportCounts.empty()
+    for tok, k in Counter(SupportCounts.token(*e) for e in events).items():
+        by_tally.add_tally(tok, k)
+    assert by_tally.to_list() == by_adds.to_list()

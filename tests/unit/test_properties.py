@@ -29,6 +29,7 @@ from streams.metrics.stats import (
     bucket_index,
     category,
 )
+from tests.folding import fold_support
 
 # -- event strategies and folds ----------------------------------------------------------------
 
@@ -79,20 +80,6 @@ def _fold_churn(events: list[float]) -> ChurnCounts:
     return c
 
 
-def _fold_support(events: list[tuple[str, float | None]]) -> SupportCounts:
-    c = SupportCounts.empty()
-    for status, latency in events:
-        if status == "opened":
-            c.add_opened()
-        elif status == "responded":
-            c.add_responded(latency)
-        elif status == "resolved":
-            c.add_resolved(latency)
-        else:
-            c.add_reopened()
-    return c
-
-
 def _fold_hist(events: list[float]) -> LatencyHistogram:
     h = LatencyHistogram.empty()
     for v in events:
@@ -140,7 +127,7 @@ KINDS = [
         _fold_churn,
         _family("churn"),
     ),
-    Kind("support", SupportCounts, _SUPPORT_EVENT, _fold_support, _family("support")),
+    Kind("support", SupportCounts, _SUPPORT_EVENT, fold_support, _family("support")),
     Kind(
         "histogram",
         LatencyHistogram,
