@@ -44,7 +44,6 @@ from streams.metrics.stats import (
     NpsCounts,
     SupportCounts,
     add_values,
-    category,
 )
 from streams.windows import BUCKETS_PER_WINDOW, WindowSpec, iso
 
@@ -483,14 +482,16 @@ class _PartitionBatch:
         lo, hi = e.scale_min, e.scale_max
         score, t = e.score, e.t_ms
         if e.survey == "nps":
-            self.add("nps", e.dims, t, offset, NpsCounts.token(score), NpsCounts.add, score)
+            cat = NpsCounts.token(score)
+            self.add("nps", e.dims, t, offset, cat, NpsCounts.add, score)
         elif e.survey == "csat":
             tok = CsatCounts.token(score, lo, hi)
             self.add("csat", e.dims, t, offset, tok, CsatCounts.add, score, lo, hi)
+            cat = tok[0]
         else:
             tok = CesCounts.token(score, lo, hi)
             self.add("ces", e.dims, t, offset, tok, CesCounts.add, score, lo, hi)
-        cat = category(e.survey, e.score, lo, hi)
+            cat = tok[0]
         self.out.responses.append((e.survey, cat, e.dims["segment"], e.dims["channel"]))
         if cat in ("detractor", "dissatisfied") and e.survey in ("nps", "csat"):
             self.out.followups.append(

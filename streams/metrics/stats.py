@@ -117,17 +117,16 @@ class NpsCounts(FlatCounts):
             self.detractors += 1
 
     @staticmethod
-    def token(score: int) -> int:
-        """The category of one answer as :meth:`add_tally` takes it (0 promoter, 1 passive,
-        2 detractor)."""
-        return 0 if score >= 9 else 1 if score >= 7 else 2
+    def token(score: int) -> str:
+        """The category of one answer (:func:`nps_category`), as :meth:`add_tally` takes it."""
+        return nps_category(score)
 
-    def add_tally(self, token: int, k: int) -> None:
+    def add_tally(self, token: str, k: int) -> None:
         """``k`` answers of category ``token``: the same as ``k`` calls of :meth:`add`."""
         self.n += k
-        if token == 0:
+        if token == "promoter":
             self.promoters += k
-        elif token == 1:
+        elif token == "passive":
             self.passives += k
         else:
             self.detractors += k
@@ -179,18 +178,18 @@ class CsatCounts(FlatCounts):
         self.total_sq += x * x
 
     @staticmethod
-    def token(score: int, lo: int = 1, hi: int = 5) -> tuple[int, float]:
-        """``(category, x)`` of one answer: :meth:`add_tally` takes the category (0 satisfied,
-        1 neutral, 2 dissatisfied), :func:`add_values` the rescaled value ``x``."""
-        cat = 0 if score >= hi - 1 else 2 if score <= lo + 1 else 1
-        return cat, score if (lo == 1 and hi == 5) else 1 + 4 * (score - lo) / (hi - lo)
+    def token(score: int, lo: int = 1, hi: int = 5) -> tuple[str, float]:
+        """``(category, x)`` of one answer: :meth:`add_tally` takes the category
+        (:func:`csat_category`), :func:`add_values` the rescaled value ``x``."""
+        x = score if (lo == 1 and hi == 5) else 1 + 4 * (score - lo) / (hi - lo)
+        return csat_category(score, lo, hi), x
 
-    def add_tally(self, token: int, k: int) -> None:
+    def add_tally(self, token: str, k: int) -> None:
         """The counters of ``k`` answers of category ``token`` (not the sums: :func:`add_values`)."""
         self.n += k
-        if token == 0:
+        if token == "satisfied":
             self.satisfied += k
-        elif token == 1:
+        elif token == "neutral":
             self.neutral += k
         else:
             self.dissatisfied += k
@@ -245,18 +244,17 @@ class CesCounts(FlatCounts):
         self.total_sq += x * x
 
     @staticmethod
-    def token(score: int, lo: int = 1, hi: int = 7) -> tuple[int, float]:
-        """``(category, x)`` of one answer (0 easy, 1 neutral, 2 hard), as for CSAT."""
-        num, span = 6 * (score - lo), hi - lo
-        cat = 0 if num >= 4 * span else 2 if num < 3 * span else 1
-        return cat, score if (lo == 1 and hi == 7) else 1 + 6 * (score - lo) / (hi - lo)
+    def token(score: int, lo: int = 1, hi: int = 7) -> tuple[str, float]:
+        """``(category, x)`` of one answer (:func:`ces_category`), as for CSAT."""
+        x = score if (lo == 1 and hi == 7) else 1 + 6 * (score - lo) / (hi - lo)
+        return ces_category(score, lo, hi), x
 
-    def add_tally(self, token: int, k: int) -> None:
+    def add_tally(self, token: str, k: int) -> None:
         """The counters of ``k`` answers of category ``token`` (not the sums: :func:`add_values`)."""
         self.n += k
-        if token == 0:
+        if token == "easy":
             self.easy += k
-        elif token == 1:
+        elif token == "neutral":
             self.neutral += k
         else:
             self.hard += k
