@@ -224,24 +224,14 @@ class Merger:
             self._sums.clear()
             self._sums_gen = gen
         start = end_bucket - BUCKETS_PER_WINDOW
-        cls: Any = FAMILIES[m[0]]
-        prefix = f"{m[0]}|{m[1]}|{m[2]}|{w.name}|"
-        cached = self._sums.get((m, w.name))
         first = start + PREFIX
+        cached = self._sums.get((m, w.name))
         if cached is not None and cached[0] == start:
             counts = cached[1].copy()
         else:
-            counts = cls.empty()
-            for b in range(start, first):
-                bucket = self._bucket(f"{prefix}{b}", cls)
-                if bucket is not None:
-                    counts.iadd(bucket)
+            counts = self._add_buckets(FAMILIES[m[0]].empty(), m, w, start, first)
             self._sums[(m, w.name)] = (start, counts.copy())
-        for b in range(first, end_bucket):
-            bucket = self._bucket(f"{prefix}{b}", cls)
-            if bucket is not None:
-                counts.iadd(bucket)
-        return counts
+        return self._add_buckets(counts, m, w, first, end_bucket)
 
     def _forget_sum(self, m: Member, window: str, bucket: int) -> None:
         cached = self._sums.get((m, window))
@@ -351,10 +341,14 @@ class Merger:
 
     def bucket_sum(self, m: Member, w: WindowSpec, end_bucket: int) -> Any:
         """Counts of the 60 buckets of ``w`` before ``end_bucket`` (exclusive)."""
+        empty = FAMILIES[m[0]].empty()
+        return self._add_buckets(empty, m, w, end_bucket - BUCKETS_PER_WINDOW, end_bucket)
+
+    def _add_buckets(self, counts: Any, m: Member, w: WindowSpec, start: int, end: int) -> Any:
+        """``counts`` plus the buckets ``start`` .. ``end - 1`` of ``w``, added in that order."""
         cls: Any = FAMILIES[m[0]]
-        counts = cls.empty()
         prefix = f"{m[0]}|{m[1]}|{m[2]}|{w.name}|"
-        for b in range(end_bucket - BUCKETS_PER_WINDOW, end_bucket):
+        for b in range(start, end):
             bucket = self._bucket(f"{prefix}{b}", cls)
             if bucket is not None:
                 counts.iadd(bucket)
