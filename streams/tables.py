@@ -232,15 +232,16 @@ class SourcePartitionedTable(_KeyPartitionedTable):
 def newest_by_marker(batch: Iterable[EventT], current: Mapping[Any, Any]) -> Iterator[EventT]:
     """The changelog events of ``batch`` minus those whose value is older than the key's value.
 
-    Every stage-1 value is a list whose first element is the input offset it is complete up
-    to (a bucket's marker, a dedupe entry's first offset, a seal's offset...). Values of one key
+    Every stage-1 value but two is a list whose first element is the input offset it is
+    complete up to (a bucket's marker, a seal's offset...). Values of one key
     only grow with that offset, so a value with a *lower* marker than the one already restored
     is a stale write: a worker that lost the partition in a rebalance but still finished its
     batch after the new owner wrote (Faust has no fencing without transactions; see
     docs/crash-safety.md, "Rebalance and zombie writes"). Last-write-wins would let it replace
     the newer value while the seal says those records are done: events lost on the next
-    restore. Tombstones (expiry) and non-list values (the member cap) are applied as written.
-    """
+    restore. Tombstones (expiry) and non-list values are applied as written: the member cap,
+    and the dedupe entry (one packed int, :func:`streams.state.dedupe_value`), which is written
+    once, with the offset of its id's first occurrence, the same for any writer."""
     latest: dict[Any, Any] = {}
     for event in batch:
         key, value = event.key, event.value

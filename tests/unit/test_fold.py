@@ -11,7 +11,7 @@ import pytest
 from streams.aggregate import Merger
 from streams.events import TOPIC_CUSTOMERS, TOPIC_SURVEYS
 from streams.generate import generate
-from streams.state import Folder, Record
+from streams.state import DEDUPE_T_BITS, Folder, Record, dedupe_entry, dedupe_value
 from streams.windows import window_specs
 from tests.folding import apply_writes as _apply
 
@@ -288,3 +288,45 @@ def test_merge_keeps_what_the_next_alert_step_reads() -> None:
     merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "s:0", "wm": later}, 0)
     table["nps|all|all|#e"] = {"_step": later // 300_000 * 300_000}
     assert merger.expired_keys({0}) == [f"nps|all|all|1h|{hour.bucket(lagging - 60_000)}"]
+
+
+def test_dedupe_entries_are_packed_and_the_list_form_is_still_read() -> None:
+    table: dict[str, Any] = {}
+    folder = _folder(TOPIC_SURVEYS, table)
+    out = folder.fold([Record(0, 5, _survey("r-new", T0), T0)], NOW)
+    assert out.writes["0|d|r-new"] == 5 << DEDUPE_T_BITS | T0
+    assert dedupe_entry(out.writes["0|d|r-new"]) == (5, T0)
+    _apply(table, out.writes)
+    _apply(table, out.progress)
+    # An entry written before the packing (list form, restored from an older changelog).
+    table["0|d|r-old"] = [3, T0 - 1000]
+    again = [
+        Record(0, 6, _survey("r-new", T0), T0),  # same id, other offset: a duplicate
+        Record(0, 7, _survey("r-old", T0), T0),  # duplicate of the list-form entry
+        Record(0, 8, _survey("r-3rd", T0), T0),
+    ]
+    out = folder.fold(again, NOW)
+    assert out.outcomes == {"duplicate": 2, "applied": 1}
+    assert "0|d|r-old" not in out.writes and "0|d|r-new" not in out.writes
+    _apply(table, out.writes)
+    # A redelivery of the first occurrence's own offset is a replay, not a duplicate, in both
+    # forms: the fold skips it before the lookup only when it is at or below the seal, so
+    # clear the seal to reach the dedupe check.
+    table.pop("0|p")
+    out = folder.fold(
+        [Record(0, 3, _survey("r-old", T0), T0), Record(0, 5, _survey("r-new", T0), T0)], NOW
+    )
+    assert out.outcomes == {"applied": 2}
+    # Expiry reads both forms.
+    table["0|p"] = [9, T0 + 2 * 86_400_000]
+    assert {"0|d|r-old", "0|d|r-new", "0|d|r-3rd"} <= set(folder.expired_keys([0]))
+    table["0|p"] = [9, T0 + 86_400_000 - 500]
+    dead = set(folder.expired_keys([0]))
+    assert "0|d|r-old" in dead and "0|d|r-new" not in dead
+
+
+def test_dedupe_value_outside_the_packed_range_keeps_the_list_form() -> None:
+    assert dedupe_value(7, -1) == [7, -1]
+    assert dedupe_value(7, 1 << DEDUPE_T_BITS) == [7, 1 << DEDUPE_T_BITS]
+    big = dedupe_value(2**40, (1 << DEDUPE_T_BITS) - 1)
+    assert type(big) is int and dedupe_entry(big) == (2**40, (1 << DEDUPE_T_BITS) - 1)

@@ -41,19 +41,22 @@ CHANGELOG = [
     ("1|k|csat|all|all|1h|7", None),  # expired: the tombstone applies
     ("1|m", {"segment": ["smb"]}),
     ("1|m", {"segment": ["enterprise", "smb"]}),  # no marker: last write wins
+    ("1|d|r-2", 96 << 44 | 1_789_998_001_000),  # a packed dedupe entry (streams/state.py)
+    ("1|d|r-2", 96 << 44 | 1_789_998_001_000),  # written once; a replay writes the same
 ]
 WANT = {
     "1|k|nps|all|all|1h|7": [120, [14, 7, 4, 3]],
     "1|p": [120, 1_790_000_000_000],
     "1|d|r-1": [95, 1_789_998_000_000],
     "1|m": {"segment": ["enterprise", "smb"]},
+    "1|d|r-2": 96 << 44 | 1_789_998_001_000,
 }
 
 
 def test_stale_values_are_skipped_within_a_batch_and_against_restored_state() -> None:
     events = [_event(k, v, i) for i, (k, v) in enumerate(CHANGELOG)]
     kept = list(newest_by_marker(events, {}))
-    assert [e.message.offset for e in kept] == [0, 1, 2, 5, 6, 7, 8, 9, 10]
+    assert [e.message.offset for e in kept] == [0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12]
     # across batches: the state restored so far counts as the current value
     current = {"1|k|nps|all|all|1h|7": [120, [14, 7, 4, 3]]}
     late = [_event("1|k|nps|all|all|1h|7", [100, [12, 6, 4, 2]], 11)]
