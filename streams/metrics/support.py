@@ -119,7 +119,8 @@ class SupportCounts:
 
     # -- serialisation -----------------------------------------------------------------------
     def to_list(self) -> list[Any]:
-        """``[opened, responded, resolved, reopened, [[idx, n], ...], [[idx, n], ...]]``."""
+        """``[opened, responded, resolved, reopened, [idx, n, ...], [idx, n, ...]]``
+        (:meth:`LatencyHistogram.to_list`)."""
         return [
             self.opened,
             self.responded,

@@ -313,11 +313,11 @@ ROUND_TRIP_TABLE: list[tuple[Any, list[Any]]] = [
     (CsatCounts(3, 1, 1, 1, 25 / 3, 283 / 9), [3, 1, 1, 1, 25 / 3, 283 / 9]),
     (CesCounts(2, 1, 0, 1, 9.0, 53.0), [2, 1, 0, 1, 9.0, 53.0]),
     (ChurnCounts(2, 99.9), [2, 99.9]),
-    (LatencyHistogram({41: 2, 0: 1}), [[0, 1], [41, 2]]),
+    (LatencyHistogram({41: 2, 0: 1}), [0, 1, 41, 2]),
     (SupportCounts.empty(), [0, 0, 0, 0, [], []]),
     (
         _support_example(),
-        [1, 2, 1, 1, [[0, 1], [bucket_index(12.0), 1]], [[bucket_index(86_400.0), 1]]],
+        [1, 2, 1, 1, [0, 1, bucket_index(12.0), 1], [bucket_index(86_400.0), 1]],
     ),
 ]
 
@@ -340,6 +340,9 @@ def test_to_list_from_list_round_trip(counts: Any, as_list: list[Any]) -> None:
         (LatencyHistogram, [[182, 1]]),
         (LatencyHistogram, [[-1, 1]]),
         (LatencyHistogram, [[3, -1]]),
+        (LatencyHistogram, [182, 1]),
+        (LatencyHistogram, [3, -1]),
+        (LatencyHistogram, [3, 1, 4]),
     ],
 )
 def test_from_list_rejects_bad_layout(cls: Any, data: list[Any]) -> None:
@@ -348,7 +351,21 @@ def test_from_list_rejects_bad_layout(cls: Any, data: list[Any]) -> None:
 
 
 def test_histogram_from_list_drops_zero_buckets() -> None:
+    assert LatencyHistogram.from_list([3, 0, 4, 2]) == LatencyHistogram({4: 2})
     assert LatencyHistogram.from_list([[3, 0], [4, 2]]) == LatencyHistogram({4: 2})
+    assert LatencyHistogram({3: 0}) == LatencyHistogram.empty()
+
+
+def test_histogram_and_support_counts_read_the_pair_form_written_before() -> None:
+    # Changelogs and partials written before 2026-12-02 hold [[idx, n], ...].
+    h = LatencyHistogram({0: 1, 41: 2})
+    assert LatencyHistogram.from_list([[0, 1], [41, 2]]) == h
+    old = [1, 2, 1, 1, [[0, 1], [bucket_index(12.0), 1]], [[bucket_index(86_400.0), 1]]]
+    assert SupportCounts.from_list(old) == _support_example()
+    mixed = SupportCounts.from_list(old).merge(
+        SupportCounts.from_list(_support_example().to_list())
+    )
+    assert mixed.first_response.count == 4 and mixed.resolution.count == 2
     assert LatencyHistogram({3: 0}) == LatencyHistogram.empty()
 
 
@@ -358,7 +375,7 @@ MERGE_PAIRS: dict[type, tuple[list[Any], list[Any]]] = {
     CsatCounts: ([2, 1, 1, 0, 8.0, 34.0], [1, 0, 0, 1, 1.0, 1.0]),
     CesCounts: ([1, 1, 0, 0, 7.0, 49.0], [1, 0, 0, 1, 2.0, 4.0]),
     ChurnCounts: ([1, 10.0], [2, 5.5]),
-    SupportCounts: ([1, 1, 0, 0, [[3, 1]], []], [2, 0, 1, 1, [[3, 2], [9, 1]], [[50, 1]]]),
+    SupportCounts: ([1, 1, 0, 0, [3, 1], []], [2, 0, 1, 1, [3, 2, 9, 1], [50, 1]]),
 }
 
 
