@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 BUCKETS_PER_WINDOW = 60
 
@@ -53,8 +54,13 @@ def window_specs(window_seconds: dict[str, int]) -> tuple[WindowSpec, ...]:
     return tuple(specs)
 
 
+@lru_cache(maxsize=4096)
 def iso(ms: int) -> str:
-    """RFC 3339 UTC with millisecond precision: ``2026-11-22T10:00:00.000Z``."""
+    """RFC 3339 UTC with millisecond precision: ``2026-11-22T10:00:00.000Z``.
+
+    Cached: a score record formats its window bounds, watermark and emission time, which repeat
+    across the members and metrics of one evaluation round, and each follow-up the batch's
+    time (profile of a replay: ~2.5% of the worker's time was here)."""
     return (
         datetime.fromtimestamp(ms / 1000, tz=UTC)
         .isoformat(timespec="milliseconds")
