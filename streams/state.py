@@ -34,7 +34,7 @@ import base64
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from streams import events as ev
 from streams.dims import MemberCap, clean
@@ -418,18 +418,33 @@ class _PartitionBatch:
         first = evs[0][2]
         ts = [e[0] for e in evs]
         last_wm = evs[-1][1]
-        buckets = []  # per window: the event's bucket, or None where no window can read it
+        # Per window: the event's bucket, or None where no window can read it; or one int when
+        # every event of the batch falls in the same live bucket (the long windows: a batch
+        # spans seconds to minutes of event time), whose tallies are then those of the
+        # dimension's (member, token) pairs, counted once for all such windows.
+        buckets: list[list[int | None] | int] = []
         for _i, _name, g, _spec in self.grid:
             bs = [t // g for t in ts]
-            if min(bs) < last_wm // g + 1 - BUCKETS_PER_WINDOW:  # some event is late for it
+            lo = min(bs)
+            if lo < last_wm // g + 1 - BUCKETS_PER_WINDOW:  # some event is late for it
                 floors = [wm // g + 1 - BUCKETS_PER_WINDOW for _t, wm, *_ in evs]
-                bs = [b if b >= f else None for b, f in zip(bs, floors, strict=True)]
-            buckets.append(bs)
+                buckets.append([b if b >= f else None for b, f in zip(bs, floors, strict=True)])
+            else:
+                buckets.append(lo if lo == max(bs) else cast(list[int | None], bs))
         columns = list(zip(*(e[3] for e in evs), strict=True))
-        tallies = []  # (dimension, window index, Counter of (member, bucket, token))
+        tallies = []  # (dimension, members, window index, counts of (member, bucket, token))
         for (dim, _parts), members in zip(self.plan, columns, strict=True):
-            for i, bs in enumerate(buckets):
-                tallies.append((dim, members, i, Counter(zip(members, bs, tokens, strict=True))))
+            pairs: Counter[tuple[Any, Any]] | None = None
+            for i, column in enumerate(buckets):
+                if isinstance(column, int):
+                    if pairs is None:
+                        pairs = Counter(zip(members, tokens, strict=True))
+                    tally: dict[tuple[Any, Any, Any], int] = {
+                        (member, column, token): k for (member, token), k in pairs.items()
+                    }
+                else:
+                    tally = Counter(zip(members, column, tokens, strict=True))
+                tallies.append((dim, members, i, tally))
         # Load every bucket first: a replayed one sends the whole family to fold_one.
         loaded: dict[tuple[str, str, int, int], tuple[str, Any]] = {}
         p = self.p
@@ -453,8 +468,12 @@ class _PartitionBatch:
                 if member is not None and b is not None:
                     tally_add(cells[(family, dim, member)][i][b][1], token, k)
             if sums:
+                column = buckets[i]
+                if isinstance(column, int):
+                    column = [column] * len(members)
                 by_slot: dict[Any, list[float]] = {}
-                for pair, x in zip(zip(members, buckets[i], strict=True), values, strict=True):
+                slots = zip(members, column, strict=True)
+                for pair, x in zip(slots, values, strict=True):
                     got = by_slot.get(pair)
                     if got is None:
                         by_slot[pair] = [x]
