@@ -256,11 +256,18 @@ class Merger:
         for w in self.windows:
             counts = self.window_counts(m, w, wm)
             start, end = w.bounds(wm)
+            # once per window, not per metric (support: 7 metrics, each to_list sorts histograms)
+            as_list = counts.to_list()
+            counts_dict: dict[str, Any] | None = None  # shared by the window's records
             for metric, score, definition in family_scores(family, counts, self.min_sample, active):
                 skey = f"{metric}|{w.name}|{dim}={member}"
-                signature = (start, score, counts.to_list(), active)
+                signature = (start, score, as_list, active)
                 if self.signatures.get(skey) == signature:
                     continue
+                if counts_dict is None:
+                    counts_dict = counts.to_dict() | (
+                        {"active_customers": active} if active is not None else {}
+                    )
                 self.signatures[skey] = signature
                 rev = revisions.get(f"{metric}|{w.name}", -1) + 1
                 revisions[f"{metric}|{w.name}"] = rev
@@ -276,8 +283,7 @@ class Merger:
                     "n": score.n,
                     "ci95_low": score.ci95_low,
                     "ci95_high": score.ci95_high,
-                    "counts": counts.to_dict()
-                    | ({"active_customers": active} if active is not None else {}),
+                    "counts": counts_dict,
                     "revision": rev,
                     "as_of": iso(wm),
                     "emitted_at": iso(now_ms),
