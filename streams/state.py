@@ -111,6 +111,19 @@ def dedupe_entry(value: int | list[int]) -> tuple[int, int]:
     return value[0], value[1]
 
 
+def _grouped(keys: Iterable[Any], values: list[float]) -> dict[Any, list[float]]:
+    """``values`` by their key, each list in the order of ``values`` (event order: float sums
+    added in that order are bit for bit the per-event fold's)."""
+    out: dict[Any, list[float]] = {}
+    for key, x in zip(keys, values, strict=True):
+        got = out.get(key)
+        if got is None:
+            out[key] = [x]
+        else:
+            got.append(x)
+    return out
+
+
 def dead_letter(topic: str, rec: Record, reason: str, detail: str, now_ms: int) -> dict[str, Any]:
     raw = rec.raw or b""
     try:
@@ -201,14 +214,12 @@ class Folder:
                 spec = specs.get(parts[5])
                 if spec is None or not spec.is_live(int(parts[6]), wm):
                     dead.append(key)
-            elif kind == "d":
+            elif kind in ("d", "i"):
                 value = table.get(key)  # a chunk's key may be gone since its snapshot
-                if value is not None and dedupe_entry(value)[1] < horizon:
-                    dead.append(key)
-            elif kind == "i":
-                value = table.get(key)
-                if value is not None and value[3] < horizon:
-                    dead.append(key)
+                if value is not None:
+                    t_ms = dedupe_entry(value)[1] if kind == "d" else value[3]
+                    if t_ms < horizon:
+                        dead.append(key)
         return dead
 
 
@@ -463,22 +474,19 @@ class _PartitionBatch:
             self.cell(family, dim, member)[i][b] = self.slot(family, key, grid[i][3], b, value)
         tally_add = _TALLY[family]
         cells = self.cells
+        by_member: dict[str, dict[Any, list[float]]] = {}  # CSAT/CES: dimension -> member -> xs
         for dim, members, i, tally in tallies:
             for (member, b, token), k in tally.items():
                 if member is not None and b is not None:
                     tally_add(cells[(family, dim, member)][i][b][1], token, k)
             if sums:
                 column = buckets[i]
-                if isinstance(column, int):
-                    column = [column] * len(members)
-                by_slot: dict[Any, list[float]] = {}
-                slots = zip(members, column, strict=True)
-                for pair, x in zip(slots, values, strict=True):
-                    got = by_slot.get(pair)
-                    if got is None:
-                        by_slot[pair] = [x]
-                    else:
-                        got.append(x)
+                if isinstance(column, int):  # like the tallies: grouped once per dimension
+                    if dim not in by_member:
+                        by_member[dim] = _grouped(members, values)
+                    by_slot = {(m, column): xs for m, xs in by_member[dim].items()}
+                else:
+                    by_slot = _grouped(zip(members, column, strict=True), values)
                 for (member, b), xs in by_slot.items():
                     if member is not None and b is not None:
                         add_values(cells[(family, dim, member)][i][b][1], xs)
