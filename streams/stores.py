@@ -10,6 +10,19 @@ partition of every key (:meth:`streams.tables.SourcePartitionedTable.partition_f
 store asks the table, and the database a key lives in is always the one its changelog
 message goes to.
 
+**Deferred writes.** A write stays in memory (``_pending``, read first by every lookup) until
+its changelog message is acknowledged: ``changelog_sent()`` (:mod:`streams.tables`) snapshots
+the pending writes when it sends their messages, waits for the acks, then writes the snapshot
+and the acknowledged changelog offset ("persisted offset") to each partition's DB in one
+atomic write batch (:meth:`PartitionedRocksStore.flush_pending`). So the local DB is always a
+prefix of the changelog, and a restart restores the rest from the changelog after the persisted
+offset. Faust's store writes at once and records the offset when the ack arrives: after a
+SIGKILL between the two, the DB held a batch (and its seal) whose changelog messages and
+partials never left the process; the restarted worker skipped the redelivered input records
+as already sealed, so stage 2 never got their partials and the changelog never got the seal
+(a CI run of ``test_rocksdb.py`` timed out waiting for it). Writers of one table are serialized
+(one fold agent per table; the stage-2 lock), which the snapshot relies on.
+
 Faust internals relied on (checked against faust-streaming 0.15.3; ``tests/unit/test_stores.py``
 fails if they move):
 
@@ -18,18 +31,22 @@ fails if they move):
   encoding) and, for Faust's byte-level callers, ``_get/_set/_del/_contains``.
 - ``rocksdb.Store._db_for_partition(p)`` opens (and caches in ``_dbs``) the DB of partition
   ``p``; ``apply_changelog_batch`` (recovery) already routes by the changelog message's
-  partition, and iteration (``_iterkeys`` ...) covers the DBs of actively assigned partitions.
+  partition, and iteration (``_iterkeys`` ...) covers the DBs of actively assigned partitions
+  (re-implemented here with the pending writes laid over them; ``_visible_items``/
+  ``_visible_keys`` skip the offset key, ``offset_key`` names it, ``use_rocksdict`` picks the
+  ``WriteBatch`` flavour).
 - ``Table._new_store_by_url`` builds the store; :mod:`streams.tables` overrides it to build
   this class for ``rocksdb://`` URLs (see :func:`new_store`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 from faust.stores import rocksdb
-from faust.types import StoreT
+from faust.types import TP, StoreT
 from yarl import URL
 
 SCHEME = "rocksdb"
@@ -52,6 +69,8 @@ class PartitionedRocksStore(rocksdb.Store):
         # mode's FastUserDict.__getitem__ asks `key in data` and then `data[key]`: remember
         # the value read by the first so that the second does not read RocksDB again.
         self._last_read: tuple[bytes, bytes] | None = None
+        # raw key -> (partition, raw value or None: deleted), see "Deferred writes"
+        self._pending: dict[bytes, tuple[int, bytes | None]] = {}
         # Faust encodes a str key through its codec registry (json -> faust.utils.json.dumps,
         # which is orjson.dumps when orjson is installed): the same bytes, 10x slower. Use the
         # shortcut only if it gives exactly Faust's bytes: recovered keys are the changelog's.
@@ -76,58 +95,156 @@ class PartitionedRocksStore(rocksdb.Store):
             return orjson.dumps(key)
         return super()._encode_key(key)
 
+    # Writes wait in ``_pending`` until their changelog messages are acknowledged (the module
+    # doc, "Deferred writes"); every read looks there first.
+    def _partition_of(self, key: Any) -> int:
+        partition = self.table.partition_for_key(key)
+        if partition is None:
+            raise TypeError(f"{self.table_name}: table does not name the partition of {key!r}")
+        p = int(partition)
+        self._db_for_partition(p)  # opened at the first write, as Faust's _set does
+        return p
+
     # The public mapping methods get the key before encoding: route by it directly.
     def __getitem__(self, key: Any) -> Any:
         raw_key = self._encode_key(key)
-        last = self._last_read
-        if last is not None and last[0] == raw_key:
-            value: bytes | None = last[1]
+        hit = self._pending.get(raw_key)
+        if hit is not None:
+            value: bytes | None = hit[1]
         else:
-            value = self._db_for_key(key).get(raw_key)
+            last = self._last_read
+            if last is not None and last[0] == raw_key:
+                value = last[1]
+            else:
+                value = self._db_for_key(key).get(raw_key)
         if value is None:
             raise KeyError(key)
         return self._decode_value(value)
 
     def __contains__(self, key: object) -> bool:
         raw_key = self._encode_key(key)
+        hit = self._pending.get(raw_key)
+        if hit is not None:
+            return hit[1] is not None
         value = self._db_for_key(key).get(raw_key)
         self._last_read = None if value is None else (raw_key, value)
         return value is not None
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._last_read = None
-        self._db_for_key(key).put(self._encode_key(key), self._encode_value(value))
+        self._pending[self._encode_key(key)] = (self._partition_of(key), self._encode_value(value))
 
     def __delitem__(self, key: Any) -> None:
-        self._last_read = None
-        self._db_for_key(key).delete(self._encode_key(key))
+        self._pending[self._encode_key(key)] = (self._partition_of(key), None)
 
     # Byte-level entry points (used by Faust internals, not by the table's mapping API).
     def _set(self, key: bytes, value: bytes | None) -> None:
-        self._last_read = None
-        self._db_for_key(self._decode_key(key)).put(key, value)
+        self._pending[key] = (self._partition_of(self._decode_key(key)), value)
 
     def _get(self, key: bytes) -> bytes | None:
+        hit = self._pending.get(key)
+        if hit is not None:
+            return hit[1]
         value: bytes | None = self._db_for_key(self._decode_key(key)).get(key)
         return value
 
     def _del(self, key: bytes) -> None:
-        self._last_read = None
-        self._db_for_key(self._decode_key(key)).delete(key)
+        self._pending[key] = (self._partition_of(self._decode_key(key)), None)
 
     def _contains(self, key: bytes) -> bool:
         return self._get(key) is not None
 
+    def pending_snapshot(self) -> dict[bytes, tuple[int, bytes | None]]:
+        """The writes not yet in the DBs (a copy): taken by ``changelog_sent`` when it sends
+        their changelog messages, passed back to :meth:`flush_pending` once they are acked."""
+        return dict(self._pending)
+
+    def flush_pending(
+        self, snapshot: Mapping[bytes, tuple[int, bytes | None]], offsets: Mapping[int, int]
+    ) -> None:
+        """Write ``snapshot`` and the persisted changelog ``offsets`` (partition -> offset of
+        the last acknowledged message) to the DBs, one atomic write batch per partition. An
+        entry written again since the snapshot stays pending (its newer value)."""
+        batches: dict[int, Any] = {}
+        for raw_key, (p, value) in snapshot.items():
+            batch = batches.get(p)
+            if batch is None:
+                batch = batches[p] = self._write_batch()
+            if value is None:
+                batch.delete(raw_key)
+            else:
+                batch.put(raw_key, value)
+        for p, offset in offsets.items():
+            batch = batches.get(p)
+            if batch is None:
+                batch = batches[p] = self._write_batch()
+            batch.put(self.offset_key, str(offset).encode())
+        for p, batch in batches.items():
+            self._db_for_partition(p).write(batch)
+        self._last_read = None
+        pending = self._pending
+        for raw_key, entry in snapshot.items():
+            if pending.get(raw_key) is entry:
+                del pending[raw_key]
+
+    def _write_batch(self) -> Any:
+        # faust.stores.rocksdb binds WriteBatch to rocksdict's when it is installed (ours)
+        if self.use_rocksdict:
+            return rocksdb.WriteBatch(raw_mode=True)
+        return rocksdb.WriteBatch()  # pragma: no cover - python-rocksdb
+
+    # Iteration (expiry scans, table.keys()): the DBs of the active partitions with the pending
+    # writes laid over them.
+    def _active_dbs(self) -> Iterator[tuple[int, Any]]:
+        actives = self.app.assignor.assigned_actives()
+        topic = self.table.changelog_topic_name  # type: ignore[attr-defined]  # as Faust's
+        for partition, db in list(self._dbs.items()):
+            if TP(topic=topic, partition=partition) in actives or self.table.is_global:
+                yield partition, db
+
+    def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
+        pending = self._pending
+        for p, db in self._active_dbs():
+            for key, value in self._visible_items(db):
+                if key not in pending:
+                    yield key, value
+            for key, (q, pending_value) in list(pending.items()):
+                if q == p and pending_value is not None:
+                    yield key, pending_value
+
+    def _iterkeys(self) -> Iterator[bytes]:
+        pending = self._pending
+        for p, db in self._active_dbs():
+            for key in self._visible_keys(db):
+                if key not in pending:
+                    yield key
+            for key, (q, value) in list(pending.items()):
+                if q == p and value is not None:
+                    yield key
+
+    def _itervalues(self) -> Iterator[bytes]:
+        for _key, value in self._iteritems():
+            yield value
+
+    def _size(self) -> int:
+        return sum(1 for _ in self._iterkeys())
+
     def revoke_partitions(self, table: Any, tps: Any) -> None:
+        # The next owner's writes are the truth: what we had not flushed is in the changelog
+        # (acknowledged) or lost with our ownership.
+        gone = {tp.partition for tp in tps if tp.topic in table.changelog_topic.topics}
+        if gone:
+            self._pending = {k: e for k, e in self._pending.items() if e[0] not in gone}
         self._last_read = None
         super().revoke_partitions(table, tps)
 
     def reset_state(self) -> None:
+        self._pending.clear()
         self._last_read = None
         super().reset_state()
 
     def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
-        # Recovery/standby writes go straight to the DBs (by the message's partition).
+        # Recovery/standby writes go straight to the DBs (by the message's partition): they
+        # are acknowledged changelog records.
         self._last_read = None
         super().apply_changelog_batch(batch, to_key, to_value)
 

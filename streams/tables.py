@@ -50,6 +50,9 @@ class _KeyPartitionedTable(Table):
     keeps the futures of its changelog messages for :meth:`changelog_sent`."""
 
     _in_flight: deque[asyncio.Future[Any]] | None = None
+    # (future, records) of the changelog sends since the last barrier, kept for a store that
+    # defers its writes until they are acked (streams/stores.py, "Deferred writes")
+    _sent: list[tuple[asyncio.Future[Any], int]] | None = None
     _send_error: BaseException | None = None
     _staged: dict[Any, Any] | None = None  # key -> value (None: delete), sent by changelog_sent
     _fast_codec: bool | None = None
@@ -85,7 +88,9 @@ class _KeyPartitionedTable(Table):
             staged = self._staged = {}
         staged[key] = value
 
-    def _track(self, fut: asyncio.Future[Any]) -> None:
+    def _track(self, fut: asyncio.Future[Any], n: int = 1) -> None:
+        if self._sent is not None:
+            self._sent.append((fut, n))
         in_flight = self._in_flight
         if in_flight is None:
             in_flight = self._in_flight = deque()
@@ -166,16 +171,21 @@ class _KeyPartitionedTable(Table):
 
     async def _send_batch(self, aio: Any, batch: Any, topic: str, p: int, n: int) -> None:
         fut = await aio.send_batch(batch, topic, partition=p)
-        fut.add_done_callback(partial(self._on_batch_sent, n))
-        self._track(fut)
+        if self._sent is None:  # a deferring store gets the offsets from changelog_sent
+            fut.add_done_callback(partial(self._on_batch_sent, n))
+        self._track(fut, n)
 
     def _on_batch_sent(self, n: int, fut: asyncio.Future[Any]) -> None:
         # Collection._on_changelog_sent for a batch: the offset of its last record is what the
-        # RocksDB store records as persisted (at_least_once; no transactions on Tansu).
+        # store records as persisted (at_least_once; no transactions on Tansu).
         if fut.cancelled() or fut.exception() is not None:
             return
         res = fut.result()
         self.data.set_persisted_offset(res.topic_partition, res.offset + n - 1)
+
+    def _on_changelog_sent(self, fut: FutureMessage) -> None:
+        if self._sent is None:  # a deferring store gets the offsets from changelog_sent
+            super()._on_changelog_sent(fut)
 
     def send_changelog(
         self,
@@ -197,18 +207,48 @@ class _KeyPartitionedTable(Table):
         ``ProducerBuffer`` (faust-streaming 0.15 ``transport/producer.py``): ``flush_atmost``
         returns when no message left the queue within 0.1 s (a busy event loop), and as soon
         as the queue is empty, while the last message is still on its way to aiokafka.
+
+        With the RocksDB store the table's writes reach the local DB only here, after the acks
+        (streams/stores.py, "Deferred writes"): the pending writes are snapshot in the same
+        step that hands their changelog messages to the producer.
         """
+        store: Any = self.data
+        flush = getattr(store, "flush_pending", None)
+        snapshot = None if flush is None else store.pending_snapshot()
         await self.send_staged()
         in_flight, self._in_flight = self._in_flight or deque(), deque()
+        sent, self._sent = self._sent, (None if flush is None else [])
         error, self._send_error = self._send_error, None
         if error is not None:
             raise error
         if in_flight:
             await asyncio.gather(*in_flight)
+        if flush is not None:
+            flush(snapshot, _acked_offsets(sent or ()))
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         store = stores.new_store(self, url)  # not `or`: an empty store is falsy (__len__)
-        return store if store is not None else super()._new_store_by_url(url)
+        if store is None:
+            return super()._new_store_by_url(url)
+        self._sent = []  # it defers its writes: keep the sends' futures from the first one
+        return store
+
+
+def _acked_offsets(sent: Iterable[tuple[asyncio.Future[Any], int]]) -> dict[int, int]:
+    """Changelog partition -> offset of the last acknowledged message among ``sent`` (futures
+    of single messages or of record batches of ``n`` messages)."""
+    offsets: dict[int, int] = {}
+    for fut, n in sent:
+        if fut.cancelled() or fut.exception() is not None:
+            continue
+        res = fut.result()
+        tp = getattr(res, "topic_partition", None)
+        if tp is None:  # a test double acknowledged without metadata
+            continue
+        last = res.offset + n - 1
+        if last > offsets.get(tp.partition, -1):
+            offsets[tp.partition] = last
+    return offsets
 
 
 def _dumps(obj: Any) -> bytes:

@@ -36,6 +36,11 @@ def _close(*tables: Any) -> None:
     gc.collect()
 
 
+def _flush(table: Any) -> None:
+    """What ``changelog_sent`` does once the changelog messages are acknowledged."""
+    table.data.flush_pending(table.data.pending_snapshot(), {})
+
+
 def _raw(table: Any, partition: int, key: str) -> Any:
     db = table.data._dbs.get(partition)
     return None if db is None else db.get(table.data._encode_key(key))
@@ -58,6 +63,7 @@ def test_source_table_routes_by_the_partition_in_the_key(tmp_path: Path) -> None
     for p in range(4):
         store[f"{p}|p"] = [100 + p, 1_790_000_000_000]
         store[f"{p}|d|r-{p}"] = [p, 1]
+    _flush(table)
     for p in range(4):
         assert orjson.loads(_raw(table, p, f"{p}|p")) == [100 + p, 1_790_000_000_000]
         for q in set(range(4)) - {p}:
@@ -66,6 +72,7 @@ def test_source_table_routes_by_the_partition_in_the_key(tmp_path: Path) -> None
         assert f"{p}|d|r-{p}" in store
         assert f"{p}|d|r-{(p + 1) % 4}" not in store
     del store["2|d|r-2"]
+    _flush(table)
     assert "2|d|r-2" not in store and _raw(table, 2, "2|d|r-2") is None
     with pytest.raises(KeyError):
         store["3|d|missing"]
@@ -79,6 +86,7 @@ def test_merge_table_routes_by_the_member_hash(tmp_path: Path) -> None:
     keys = [f"nps|segment|s{i}|1h|{i}" for i in range(40)] + ["#wm|0", "#wm|3"]
     for key in keys:
         table.data[key] = {"k": key}
+    _flush(table)
     for key in keys:
         p = table_partition(key, 4)
         assert orjson.loads(_raw(table, p, key)) == {"k": key}
@@ -91,7 +99,7 @@ def test_values_survive_a_reopen_of_the_data_dir(tmp_path: Path) -> None:
     app = _app(tmp_path)
     table = app.tables["fold-customers"]
     table.data["1|c|cust-9"] = [7, 1, [["all", "all"]], 0, []]
-    table.data.set_persisted_offset(_tp(table, 1), 41)
+    table.data.flush_pending(table.data.pending_snapshot(), {1: 41})
     _close(table)
     again = _app(tmp_path).tables["fold-customers"]
     assert again.data["1|c|cust-9"] == [7, 1, [["all", "all"]], 0, []]
@@ -123,8 +131,12 @@ async def test_fold_agent_batches_on_rocksdb(
 
     monkeypatch.setattr(app.producer, "send", record)
     monkeypatch.setattr(app.producer, "flush", flush)
+
     # no producer buffer runs in a test context: nothing would ever acknowledge the changelog
-    monkeypatch.setattr(app.tables["fold-surveys"], "changelog_sent", flush)
+    async def acked() -> None:
+        _flush(app.tables["fold-surveys"])
+
+    monkeypatch.setattr(app.tables["fold-surveys"], "changelog_sent", acked)
     agent = app.agents["fold-surveys"]
     survey = {"customer_id": "c1", "survey": "nps", "occurred_at": "2026-11-24T01:00:00Z",
               "segment": "smb", "channel": "chat"}  # fmt: skip
@@ -183,3 +195,97 @@ async def test_changelog_sent_waits_for_every_changelog_message(
     futures[-1].set_exception(RuntimeError("broker said no"))
     with pytest.raises(RuntimeError, match="broker said no"):
         await asyncio.wait_for(waiter, 1)
+
+
+class _FakeBatch:
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, Any]] = []
+
+    def append(self, *, key: Any, value: Any, timestamp: Any) -> Any:
+        self.records.append((key, value))
+        return object()
+
+
+class _FakeAio:
+    """The part of aiokafka's producer that ``send_staged`` uses; acks come from the test."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, n, future
+
+    def create_batch(self) -> _FakeBatch:
+        return _FakeBatch()
+
+    async def send_batch(self, batch: _FakeBatch, topic: str, *, partition: int) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.sent.append((partition, len(batch.records), fut))
+        return fut
+
+    def ack(self, next_offset: dict[int, int]) -> None:
+        for partition, n, fut in self.sent:
+            if not fut.done():
+                meta = mock.Mock(offset=next_offset.get(partition, 0))
+                meta.topic_partition.partition = partition
+                next_offset[partition] = meta.offset + n
+                fut.set_result(meta)
+
+
+async def test_writes_reach_the_db_only_after_their_changelog_acks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local DB stays a prefix of the changelog (streams/stores.py, "Deferred writes"): a
+    SIGKILL before the acks must not leave a seal in the DB whose changelog messages (and the
+    batch's partials) never left the process."""
+    from faust.types import TP
+
+    app = _app(tmp_path)
+    table = app.tables["fold-surveys"]
+    fake = _FakeAio()
+    monkeypatch.setattr(table, "_batch_producer", lambda: fake)
+    topic = table.changelog_topic_name
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: {TP(topic, p) for p in range(4)})
+    store = table.data
+    table["1|k|old"] = [1, [1]]
+    waiter = asyncio.ensure_future(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    fake.ack({1: 10})
+    await asyncio.wait_for(waiter, 1)
+    assert orjson.loads(_raw(table, 1, "1|k|old")) == [1, [1]]
+    assert store.persisted_offset(_tp(table, 1)) == 10
+
+    # a batch: new values, a delete; readable at once, not in the DB
+    table["1|p"] = [5, 1]
+    table["1|k|new"] = [5, [2]]
+    del table["1|k|old"]
+    assert table["1|p"] == [5, 1] and "1|k|old" not in store and table.get("1|k|old") is None
+    assert _raw(table, 1, "1|p") is None and _raw(table, 1, "1|k|old") is not None
+    assert sorted(store.keys()) == ["1|k|new", "1|p"]  # iteration sees the pending writes
+    waiter = asyncio.ensure_future(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    table["1|p"] = [6, 1]  # written after the barrier's snapshot: belongs to the next one
+    assert not waiter.done() and _raw(table, 1, "1|p") is None
+    assert store.persisted_offset(_tp(table, 1)) == 10  # nothing acked yet
+    fake.ack({1: 11})
+    await asyncio.wait_for(waiter, 1)
+    assert orjson.loads(_raw(table, 1, "1|p")) == [5, 1]  # the acknowledged value
+    assert _raw(table, 1, "1|k|old") is None
+    assert store.persisted_offset(_tp(table, 1)) == 13  # three messages from offset 11
+    assert table["1|p"] == [6, 1]  # the newer value is still read first
+
+    # a send the broker refuses: the DB keeps the acknowledged state
+    table["2|p"] = [7, 1]
+    waiter = asyncio.ensure_future(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    for _p, _n, fut in fake.sent:
+        if not fut.done():
+            fut.set_exception(RuntimeError("broker said no"))
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await asyncio.wait_for(waiter, 1)
+    assert _raw(table, 2, "2|p") is None and store.persisted_offset(_tp(table, 2)) is None
+
+    # a SIGKILL now: what reopens is exactly the acknowledged state and its offsets
+    _close(table)
+    again = _app(tmp_path).tables["fold-surveys"]
+    assert again.data["1|p"] == [5, 1]
+    assert "2|p" not in again.data and "1|k|old" not in again.data
+    assert again.data.persisted_offset(_tp(again, 1)) == 13
+    _close(again)
