@@ -289,3 +289,32 @@ async def test_writes_reach_the_db_only_after_their_changelog_acks(
     assert "2|p" not in again.data and "1|k|old" not in again.data
     assert again.data.persisted_offset(_tp(again, 1)) == 13
     _close(again)
+
+
+def test_every_db_shares_one_bounded_cache_and_write_buffer_manager(tmp_path: Path) -> None:
+    """RocksDB memory is bounded per process, not per DB (streams/stores.py, shared_memory):
+    memtables of every table and partition are charged to one write buffer manager, and
+    data, index and filter blocks read from any DB to one block cache."""
+    from streams import stores
+
+    app = _app(tmp_path)
+    cache, manager = stores.shared_memory()
+    assert stores.shared_memory() == (cache, manager)
+    tables = [app.tables["fold-surveys"], app.tables["merge"]]
+    for table in tables:
+        assert isinstance(table.data.rocksdb_options, stores.BoundedOptions)
+    memtables_before, cache_before = manager.get_usage(), cache.get_usage()
+    keys = [f"{p}|d|e-{i}" for p in range(4) for i in range(2000)]
+    for key in keys:
+        tables[0].data[key] = [7, "x" * 100]
+    for i in range(500):
+        tables[1].data[f"nps|all|all|5m|{i}"] = {"s:0": [i, [1, 1, 0, 0]]}
+    for table in tables:
+        _flush(table)
+    # the memtables of both tables (8 DBs) are accounted in the one manager, which charges
+    # them to the one block cache: a single limit for memtables and blocks
+    assert manager.get_usage() > memtables_before
+    assert cache.get_usage() > cache_before
+    assert cache.get_usage() <= stores.SHARED_CACHE_BYTES
+    assert all(tables[0].data[key] == [7, "x" * 100] for key in keys)
+    _close(*tables)
