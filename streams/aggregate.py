@@ -76,7 +76,6 @@ class Merger:
         self.alerts = alerts
         self.track_idle = track_idle
         self.spec = {w.name: w for w in windows}
-        self._parsed: dict[str, tuple[Any, Any]] = {}
         # (member, window) -> (first bucket, counts of the window's first PREFIX buckets): see
         # bucket_sum(). Forgotten when one of those buckets changes (apply, drop), on restore,
         # and when the table was written from its changelog (``recovered`` of MergeTable).
@@ -361,20 +360,19 @@ class Merger:
         return counts
 
     def _bucket(self, key: str, cls: Any) -> Any:
-        """The merged counts of one bucket over its sources, parsed once per stored value
-        (table values are replaced, never mutated, so identity tells a change)."""
+        """The merged counts of one bucket over its sources.
+
+        Not cached: a cache of parsed buckets (up to 200k, by stored value) stopped paying once
+        window sums were cached (:meth:`window_sum` reads only the newest buckets, which keep
+        changing). 300k bench, three interleaved runs each: the same throughput (median
+        11,928 with the cache, 12,157 ev/s without), peak RSS 338 -> 320 MB; with RocksDB,
+        which decodes a new object on every read, it could never hit."""
         snap = self.table.get(key)
         if not snap:
             return None
-        cached = self._parsed.get(key)
-        if cached is not None and cached[0] is snap:
-            return cached[1]
         total = cls.empty()
         for src in sorted(snap):
             total.iadd(cls.from_list(snap[src][1]))
-        if len(self._parsed) > 200_000:
-            self._parsed.clear()
-        self._parsed[key] = (snap, total)
         return total
 
     def low_watermark(
@@ -421,9 +419,8 @@ class Merger:
         return self.spec[window].is_live(bucket, ref)
 
     def drop(self, key: str) -> None:
-        """Delete an expired key, and its parsed counts (the cache would keep them alive)."""
+        """Delete an expired key (and forget the cached window sum it was part of)."""
         self.table.pop(key, None)
-        self._parsed.pop(key, None)
         parts = key.split("|")
         if len(parts) == 5 and parts[4].lstrip("-").isdigit():
             self._forget_sum((parts[0], parts[1], parts[2]), parts[3], int(parts[4]))
