@@ -41,7 +41,7 @@ fails if they move):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -304,6 +304,17 @@ class PartitionedRocksStore(rocksdb.Store):
         # are acknowledged changelog records.
         self._last_read = None
         super().apply_changelog_batch(batch, to_key, to_value)
+
+
+def scan_keys(table: Any) -> Iterable[str]:
+    """A table's keys for an expiry round (:class:`streams.agents.expiry.ExpiryScan`): read
+    lazily from RocksDB, whose iterators see a consistent snapshot while the table is written;
+    a list for any other store (a dict cannot be iterated while it changes, and its list only
+    holds references). Listing a RocksDB table at once decoded every key into a new string:
+    ~100 MB and a blocked event loop per table after the bench's 1M replay."""
+    if isinstance(table.data, PartitionedRocksStore):
+        return iter(table.data.keys())
+    return list(table.keys())
 
 
 def new_store(table: Any, url: str | URL) -> StoreT | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
 
 EVERY_S = 30.0  # of wall time
 FRACTION = 8  # and whenever event time advanced retention / FRACTION
@@ -39,6 +40,9 @@ class ExpirySchedule:
         return False
 
 
+_DONE = object()
+
+
 class ExpiryScan:
     """A round of expiry as a pass over a snapshot of the table's keys, :data:`CHUNK` keys per
     batch, so no batch waits for the whole pass.
@@ -54,30 +58,36 @@ class ExpiryScan:
 
     def __init__(self, chunk: int = CHUNK) -> None:
         self.chunk = chunk
-        self._keys: list[str] = []
-        self._pos = 0
+        self._keys: Iterator[str] | None = None  # the running round's keys
+        self._ahead: Any = _DONE  # the next key of the round (tells the round's last chunk)
         self._scope: set[Hashable] = set()  # what the running round expires (partitions)
         self._pending: set[Hashable] = set()  # due since the round started
 
     @property
     def running(self) -> bool:
-        return self._pos < len(self._keys)
+        return self._keys is not None
 
     def step(
-        self, due: Iterable[Hashable], keys: Callable[[], list[str]]
+        self, due: Iterable[Hashable], keys: Callable[[], Iterable[str]]
     ) -> tuple[set[Hashable], list[str]] | None:
         """The scope and the keys to look at in this batch, or None. ``due``: what became due
-        now (added to the next round when a round is running); ``keys``: a snapshot of the
-        table's keys, taken when a round starts."""
+        now (added to the next round when a round is running); ``keys``: the table's keys
+        when a round starts, a list (a snapshot) or an iterator that is read chunk by chunk
+        (:func:`streams.stores.scan_keys`: a RocksDB iterator is a consistent snapshot)."""
         self._pending.update(due)
-        if not self.running:
+        if self._keys is None:
             if not self._pending:
                 return None
-            self._keys, self._pos = keys(), 0
+            self._keys = iter(keys())
+            self._ahead = next(self._keys, _DONE)
             self._scope, self._pending = self._pending, set()
-        chunk = self._keys[self._pos : self._pos + self.chunk]
-        self._pos += len(chunk)
+        it, ahead = self._keys, self._ahead
+        chunk: list[str] = []
+        while ahead is not _DONE and len(chunk) < self.chunk:
+            chunk.append(ahead)
+            ahead = next(it, _DONE)
+        self._ahead = ahead
         scope = self._scope
-        if not self.running:
-            self._keys, self._pos = [], 0  # done: free the snapshot
+        if ahead is _DONE:
+            self._keys = None  # done: free the snapshot
         return scope, chunk

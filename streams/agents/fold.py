@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import faust
 
-from streams import codecs, delivery
+from streams import codecs, delivery, stores
 from streams.agents import gaps
 from streams.agents.expiry import ExpiryScan, ExpirySchedule
 from streams.aggregate import partition_of
@@ -65,7 +65,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                 wm = (seal(p) or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
                     due.append(p)
-            step = scan.step(due, lambda: list(table.keys()))
+            step = scan.step(due, lambda: stores.scan_keys(table))
             if step is not None:
                 writes = result.writes
                 for key in folder.expired_keys(cast(set[int], step[0]), step[1]):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 import faust
 
-from streams import codecs, delivery
+from streams import codecs, delivery, stores
 from streams.agents import gaps
 from streams.agents.expiry import ExpiryScan, ExpirySchedule
 from streams.aggregate import OFFSET, Emission, Merger
@@ -73,8 +74,8 @@ class MergeService:
         self.partials_log = gaps.InputLog(s.bootstrap, ctx.partials_topic)
         app.timer(max(0.05, s.emit_interval / 4), name="emit-scores")(self.tick)
 
-    def table_keys(self) -> list[str]:
-        return list(self.table.keys())
+    def table_keys(self) -> Iterable[str]:
+        return stores.scan_keys(self.table)
 
     def owned_partitions(self) -> set[int]:
         name = self.ctx.partials_topic

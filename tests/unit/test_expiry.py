@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from streams.agents import expiry
@@ -61,3 +63,28 @@ def test_an_empty_table_ends_the_round_at_once() -> None:
     scan = ExpiryScan(chunk=10)
     assert scan.step([0], list) == ({0}, [])
     assert scan.step([], list) is None
+
+
+def test_a_round_reads_an_iterator_chunk_by_chunk() -> None:
+    """A RocksDB table's keys come as an iterator (streams.stores.scan_keys): a batch reads one
+    chunk of it (and one key ahead, which tells the last chunk), never the whole table."""
+    pulled: list[str] = []
+
+    def lazy() -> Iterator[str]:
+        for i in range(25):
+            pulled.append(f"k{i}")
+            yield f"k{i}"
+
+    scan = ExpiryScan(chunk=10)
+    assert scan.step([0], lazy) == ({0}, [f"k{i}" for i in range(10)])
+    assert len(pulled) == 11 and scan.running
+    assert scan.step([], lazy) == ({0}, [f"k{i}" for i in range(10, 20)])
+    assert len(pulled) == 21
+    assert scan.step([], lazy) == ({0}, [f"k{i}" for i in range(20, 25)])
+    assert not scan.running and scan.step([], lazy) is None
+    exact = ExpiryScan(chunk=5)  # a round whose last chunk is full ends with it
+    assert exact.step([0], lambda: iter(["a", "b", "c", "d", "e"])) == (
+        {0},
+        ["a", "b", "c", "d", "e"],
+    )
+    assert not exact.running

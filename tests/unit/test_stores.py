@@ -342,3 +342,35 @@ def test_keys_are_decoded_like_fausts_codec(
     for raw in store._iterkeys():
         assert store._decode_key(raw) == faust_decode(raw)
     _close(table)
+
+
+def test_expiry_reads_a_rocksdb_table_lazily_and_a_memory_table_as_a_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faust.types import TP
+
+    from streams.stores import scan_keys
+
+    memory = _app(tmp_path / "m", store="memory://").tables["fold-surveys"]
+    memory.data["0|p"] = [1, None]
+    assert scan_keys(memory) == ["0|p"]
+    app = _app(tmp_path)
+    table = app.tables["fold-surveys"]
+    topic = table.changelog_topic_name
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: {TP(topic, 0), TP(topic, 1)})
+    for i in range(30):
+        table.data[f"{i % 2}|d|e-{i:02d}"] = [i, 1]
+    _flush(table)
+    keys = scan_keys(table)
+    assert not isinstance(keys, list)
+    first = [next(keys) for _ in range(5)]
+    # the table is written between two chunks of a round (the fold commits in between)
+    for i in range(30, 40):
+        table.data[f"0|d|e-{i:02d}"] = [i, 1]
+    del table.data["1|d|e-29"]
+    _flush(table)
+    rest = list(keys)
+    seen = first + rest
+    assert len(seen) == len(set(seen))
+    assert {f"{i % 2}|d|e-{i:02d}" for i in range(29)} <= set(seen)  # every key of the start
+    _close(table)
