@@ -82,22 +82,18 @@ def shared_memory() -> tuple[Any, Any]:
 
 
 class BoundedOptions(rocksdb.RocksDBOptions):
-    """Faust's ``RocksDBOptions.as_options`` (rocksdict branch) with the shared cache and write
-    buffer manager of :func:`shared_memory` instead of a block cache per DB."""
+    """Faust's options (rocksdict) with the shared cache and write buffer manager of
+    :func:`shared_memory` instead of a block cache per DB."""
 
     def as_options(self) -> Any:
+        options = super().as_options()
         if not self.use_rocksdict:  # pragma: no cover - python-rocksdb is not installed
-            return super().as_options()
+            return options
         rocksdict = rocksdb.rocksdict
         cache, manager = shared_memory()
-        options = rocksdict.Options(raw_mode=True)
-        options.create_if_missing(True)
-        if self.max_open_files is not None:
-            options.set_max_open_files(self.max_open_files)
-        options.set_write_buffer_size(self.write_buffer_size)
-        options.set_target_file_size_base(self.target_file_size_base)
-        options.set_max_write_buffer_number(self.max_write_buffer_number)
         options.set_write_buffer_manager(manager)
+        # replaces Faust's table factory, which has a cache of its own (same bloom filter and
+        # index type)
         table = rocksdict.BlockBasedOptions()
         table.set_bloom_filter(self.bloom_filter_size, block_based=True)
         table.set_block_cache(cache)
@@ -133,14 +129,20 @@ class PartitionedRocksStore(rocksdb.Store):
             raw = super()._encode_key(probe)
             self._fast_keys = orjson.dumps(probe) == raw and super()._decode_key(raw) == probe
 
-    def _db_for_key(self, key: Any) -> Any:
+    def _partition_of(self, key: Any) -> int:
+        """The partition (and DB) of ``key``; opens the DB lazily, as Faust's own ``_set``
+        does: a read or write for a partition that is not (yet) open must see the local copy,
+        never an empty value (that would fold from scratch and overwrite the changelog with
+        smaller counts)."""
         partition = self.table.partition_for_key(key)
         if partition is None:  # use_partitioner tables: the producer would choose
             raise TypeError(f"{self.table_name}: table does not name the partition of {key!r}")
-        # Opens the DB lazily, as Faust's own _set does: a read or write for a partition that is
-        # not (yet) open must see the local copy, never an empty value (that would fold from
-        # scratch and overwrite the changelog with smaller counts).
-        return self._db_for_partition(int(partition))
+        p = int(partition)
+        self._db_for_partition(p)
+        return p
+
+    def _db_for_key(self, key: Any) -> Any:
+        return self._db_for_partition(self._partition_of(key))
 
     def _encode_key(self, key: Any) -> bytes:
         if self._fast_keys and type(key) is str:
@@ -154,13 +156,6 @@ class PartitionedRocksStore(rocksdb.Store):
 
     # Writes wait in ``_pending`` until their changelog messages are acknowledged (the module
     # doc, "Deferred writes"); every read looks there first.
-    def _partition_of(self, key: Any) -> int:
-        partition = self.table.partition_for_key(key)
-        if partition is None:
-            raise TypeError(f"{self.table_name}: table does not name the partition of {key!r}")
-        p = int(partition)
-        self._db_for_partition(p)  # opened at the first write, as Faust's _set does
-        return p
 
     # The public mapping methods get the key before encoding: route by it directly.
     def __getitem__(self, key: Any) -> Any:
@@ -258,15 +253,18 @@ class PartitionedRocksStore(rocksdb.Store):
             if TP(topic=topic, partition=partition) in actives or self.table.is_global:
                 yield partition, db
 
+    def _pending_items(self, p: int) -> list[tuple[bytes, bytes]]:
+        """The pending writes (not deletes) of partition ``p``, listed (the table may be
+        written while an iteration is suspended)."""
+        return [(k, v) for k, (q, v) in list(self._pending.items()) if q == p and v is not None]
+
     def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
         pending = self._pending
         for p, db in self._active_dbs():
             for key, value in self._visible_items(db):
                 if key not in pending:
                     yield key, value
-            for key, (q, pending_value) in list(pending.items()):
-                if q == p and pending_value is not None:
-                    yield key, pending_value
+            yield from self._pending_items(p)
 
     def _iterkeys(self) -> Iterator[bytes]:
         pending = self._pending
@@ -274,9 +272,8 @@ class PartitionedRocksStore(rocksdb.Store):
             for key in self._visible_keys(db):
                 if key not in pending:
                     yield key
-            for key, (q, value) in list(pending.items()):
-                if q == p and value is not None:
-                    yield key
+            for key, _value in self._pending_items(p):
+                yield key
 
     def _itervalues(self) -> Iterator[bytes]:
         for _key, value in self._iteritems():

@@ -212,19 +212,19 @@ class _KeyPartitionedTable(Table):
         (streams/stores.py, "Deferred writes"): the pending writes are snapshot in the same
         step that hands their changelog messages to the producer.
         """
-        store: Any = self.data
-        flush = getattr(store, "flush_pending", None)
-        snapshot = None if flush is None else store.pending_snapshot()
+        sent = self._sent  # the list send_staged appends to: None unless the store defers
+        snapshot = None if sent is None else self.data.pending_snapshot()  # type: ignore[attr-defined]
         await self.send_staged()
         in_flight, self._in_flight = self._in_flight or deque(), deque()
-        sent, self._sent = self._sent, (None if flush is None else [])
+        if sent is not None:
+            self._sent = []
         error, self._send_error = self._send_error, None
         if error is not None:
             raise error
         if in_flight:
             await asyncio.gather(*in_flight)
-        if flush is not None:
-            flush(snapshot, _acked_offsets(sent or ()))
+        if sent is not None:
+            self.data.flush_pending(snapshot, _acked_offsets(sent))  # type: ignore[attr-defined]
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         store = stores.new_store(self, url)  # not `or`: an empty store is falsy (__len__)
