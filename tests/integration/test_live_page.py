@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
 from streams.generate import Spike, generate
@@ -159,6 +160,29 @@ def test_api_serves_latest_scores_with_history_for_all_and_segment(stack: Stack)
     everything = stack.api("?history=0")
     assert {r["dimension"] for r in everything["scores"]} == {"all", "segment", "channel"}
     assert "history" not in everything["scores"][0]
+
+
+def test_metrics_page_honours_name_filter(stack: Stack) -> None:
+    """``/metrics?name[]=...`` serves those samples only (prometheus_client's own apps do), with
+    the values of the full page: the bench polls it for ``cx_events_total`` alone."""
+
+    def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+
+    full = parse(stack.get("/metrics")[1].decode())
+    query = "/metrics?name[]=cx_events_total&name[]=cx_score"
+    content_type, body = stack.get(query)
+    assert content_type.startswith("text/plain")
+    some = parse(body.decode())
+    assert {name for name, _ in some} == {"cx_events_total", "cx_score"}
+    assert sum(v for (n, _), v in some.items() if n == "cx_events_total") == stack.messages
+    # the same series as the full page, and (the worker is idle by now) the same counts
+    assert {k for k in full if k[0] in ("cx_events_total", "cx_score")} == set(some)
+    assert {k: v for k, v in full.items() if k[0] == "cx_events_total"} == {
+        k: v for k, v in some.items() if k[0] == "cx_events_total"
+    }
+    assert len(full) > len(some)
 
 
 def test_routes_serve_the_page_not_faust_index(stack: Stack) -> None:
