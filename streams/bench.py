@@ -150,6 +150,16 @@ def _proc_status_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far; 0.0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 class WorkerProc:
     """``python -m streams.cli worker`` with its own app id, web port and data dir."""
 
@@ -189,9 +199,12 @@ class WorkerProc:
     def memory_mb(self) -> dict[str, float]:
         return _proc_status_mb(self.proc.pid)
 
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.proc.pid)
+
     def events_by_outcome(self) -> dict[str, float] | None:
         """``cx_events_total`` summed by outcome; None when ``/metrics`` did not answer."""
-        # name[] is prometheus_client's filter: ignored unless the page honours it.
+        # name[]: the worker renders this family only (streams/app.py).
         url = f"http://127.0.0.1:{self.port}/metrics?name[]=cx_events_total"
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
@@ -240,10 +253,12 @@ def _consumer(bootstrap: str, **extra: Any) -> AIOKafkaConsumer:
 async def raw_consume(
     bootstrap: str, tps: list[TopicPartition], expected: int, timeout_s: float
 ) -> tuple[float, dict[TopicPartition, int]]:
-    """Phase 1: read and decode ``expected`` messages; returns (events/s, end positions)."""
+    """Phase 1: read and decode ``expected`` messages; returns (events/s, CPU seconds of this
+    process per event over the same span, end positions)."""
     consumer = _consumer(bootstrap)
     count = 0
     t_first = t_last = 0.0
+    cpu_first = cpu_last = 0.0
     try:
         await consumer.start()
         consumer.assign(tps)
@@ -252,12 +267,14 @@ async def raw_consume(
                 batch = await consumer.getmany(timeout_ms=1000, max_records=50_000)
                 if batch and not t_first:
                     t_first = time.perf_counter()  # the first message is here, not yet decoded
+                    cpu_first = time.process_time()
                 for records in batch.values():
                     for m in records:
                         if m.value is not None:
                             orjson.loads(m.value)
                     count += len(records)
-                t_last = time.perf_counter() if batch else t_last
+                if batch:
+                    t_last, cpu_last = time.perf_counter(), time.process_time()
         positions = {tp: await consumer.position(tp) for tp in tps}
     except TimeoutError:
         raise BenchError(
@@ -265,7 +282,7 @@ async def raw_consume(
         ) from None
     finally:
         await consumer.stop()
-    return count / max(t_last - t_first, 1e-6), positions
+    return count / max(t_last - t_first, 1e-6), (cpu_last - cpu_first) / max(count, 1), positions
 
 
 @dataclass
@@ -276,6 +293,8 @@ class EndToEnd:
     start_s: float = 0.0  # worker spawn -> first counted event
     outcomes: dict[str, float] = field(default_factory=dict)
     rss_start_mb: float = 0.0
+    cpu_first: float = 0.0  # the worker's CPU seconds at t_first and t_done
+    cpu_done: float = 0.0
     polls: int = 0
     poll_s: float = 0.0
 
@@ -304,9 +323,11 @@ async def end_to_end(
         if outcomes is not None and total > 0 and not r.t_first:
             r.t_first, r.start_s = now, now - worker.started
             r.rss_start_mb = worker.memory_mb().get("VmRSS", 0.0)
+            r.cpu_first = worker.cpu_s()
             deadline = now + timeout_s
         if outcomes is not None and total >= expected:
             r.t_done, r.done_wall, r.outcomes = now, time.time(), outcomes
+            r.cpu_done = worker.cpu_s()
             return r
         if total != last_total:
             last_total, last_move = total, now
@@ -500,7 +521,9 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
     workload.messages.clear()  # up to ~100 MB at the default size
 
     inputs = [TopicPartition(t, p) for t in topics.INPUTS for p in range(settings.partitions)]
-    raw_per_s, positions = await raw_consume(bootstrap, inputs, produced, 60 + produced / 1000)
+    raw_per_s, raw_cpu, positions = await raw_consume(
+        bootstrap, inputs, produced, 60 + produced / 1000
+    )
     say(f"produce      {produce_per_s:10,.0f} msg/s   (raw consume {raw_per_s:,.0f} msg/s)")
     say(f"raw consume  {raw_per_s:10,.0f} ev/s    (baseline: aiokafka + orjson.loads)")
 
@@ -509,11 +532,17 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
     e2e = await end_to_end(worker, produced, 300 + produced / 100, args.poll_hz)
     events_per_s = produced / max(e2e.t_done - e2e.t_first, 1e-6)
     ratio = events_per_s / raw_per_s
+    # CPU per event moves less than the rate with what else the 2 cores run (the broker, the
+    # bench itself); the worker's counts both its threads, the raw one this whole process.
+    cpu_us = 1e6 * (e2e.cpu_done - e2e.cpu_first) / produced
+    busy = (e2e.cpu_done - e2e.cpu_first) / max(e2e.t_done - e2e.t_first, 1e-6)
     say(f"end-to-end   {events_per_s:10,.0f} ev/s    = {ratio:.3f} x raw ({raw_per_s:,.0f} ev/s);"
         f" worker up in {e2e.start_s:.1f} s")  # fmt: skip
     say(f"             outcomes {dict(sorted(e2e.outcomes.items()))}; /metrics polled "
         f"{e2e.polls}x, {1000 * e2e.poll_s / max(1, e2e.polls):.1f} ms each, every "
         f"{(e2e.t_done - worker.started) / max(1, e2e.polls):.2f} s")  # fmt: skip
+    say(f"worker CPU   {cpu_us:10.1f} us/ev  = {cpu_us / max(1e6 * raw_cpu, 1e-9):.1f} x raw"
+        f" ({1e6 * raw_cpu:.1f} us/ev); {busy:.2f} cores busy")  # fmt: skip
 
     scores = _consumer(bootstrap)
     try:
@@ -571,6 +600,9 @@ async def _bench(settings: Settings, args: argparse.Namespace, workdir: Path,
         "events_per_s": round(events_per_s, 1),
         "raw_events_per_s": round(raw_per_s, 1),
         "ratio": round(ratio, 4),
+        "cpu_us_per_event": round(cpu_us, 2),
+        "raw_cpu_us_per_event": round(1e6 * raw_cpu, 2),
+        "worker_cores_busy": round(busy, 3),
         "produce_per_s": round(produce_per_s, 1),
         "drain_s": round(drain_s, 3),
         "p50_latency_ms": round(p50, 1),

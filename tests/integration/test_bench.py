@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 REQUIRED = (
     "events", "events_per_s", "raw_events_per_s", "ratio", "produce_per_s", "drain_s",
     "p50_latency_ms", "p99_latency_ms", "peak_rss_mb", "rss_start_mb", "rss_end_mb",
-    "emit_interval_s", "partitions", "python", "faust",
+    "emit_interval_s", "partitions", "python", "faust", "cpu_us_per_event",
+    "raw_cpu_us_per_event", "worker_cores_busy",
 )  # fmt: skip
 TEXT = ("python", "faust")
 
