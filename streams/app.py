@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import faust
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -70,7 +72,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # ``name[]`` restricts the page to those samples, as prometheus_client's own WSGI and ASGI
         # apps do: a poller that wants one family (cxpulse bench, a health check) does not make
         # the worker render every cx_score series (~35 ms a page at the bench's size).
-        names = request.query.getall("name[]", [])
+        names = cast(Any, request.query).getall("name[]", [])  # aiohttp's MultiDictProxy
         source = registry.restricted_registry(names) if names else registry
         return view.bytes(generate_latest(source), content_type="text/plain; version=0.0.4")
 

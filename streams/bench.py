@@ -252,7 +252,7 @@ def _consumer(bootstrap: str, **extra: Any) -> AIOKafkaConsumer:
 
 async def raw_consume(
     bootstrap: str, tps: list[TopicPartition], expected: int, timeout_s: float
-) -> tuple[float, dict[TopicPartition, int]]:
+) -> tuple[float, float, dict[TopicPartition, int]]:
     """Phase 1: read and decode ``expected`` messages; returns (events/s, CPU seconds of this
     process per event over the same span, end positions)."""
     consumer = _consumer(bootstrap)
