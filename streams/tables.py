@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+from faust.sensors.monitor import Monitor
 from faust.stores.memory import Store as MemoryStore
 from faust.tables.table import Table
 from faust.types import EventT, FutureMessage, StoreT
@@ -56,6 +57,18 @@ class _KeyPartitionedTable(Table):
     _send_error: BaseException | None = None
     _staged: dict[Any, Any] | None = None  # key -> value (None: delete), sent by changelog_sent
     _fast_codec: bool | None = None
+    # Faust's Monitor's TableState of this table while that Monitor is the app's only sensor
+    # (looked up again at every send_staged): reads and writes then count into it directly,
+    # which is all Monitor.on_table_get/set/del do, instead of going through the sensor
+    # delegate (~0.6 us a read or write, ~6 per event). None: Faust's sensor calls.
+    _counts: Any = None
+
+    def _watch_sensors(self) -> None:
+        sensors = list(self.app.sensors)
+        if len(sensors) == 1 and type(sensors[0]) is Monitor:
+            self._counts = sensors[0]._table_or_create(self)
+        else:
+            self._counts = None
 
     def get(self, key: Any, default: Any = None) -> Any:
         """``Mapping.get`` without the exception: the inherited one reads ``self[key]`` and
@@ -65,7 +78,11 @@ class _KeyPartitionedTable(Table):
         Faust's path."""
         if self.default is not None:
             return super().get(key, default)
-        self.on_key_get(key)
+        counts = self._counts
+        if counts is not None:
+            counts.keys_retrieved += 1
+        else:
+            self.on_key_get(key)
         data = self.data
         if type(data) is MemoryStore:  # its dict, without two Python-level calls (profile)
             return data.data.get(key, default)
@@ -76,11 +93,51 @@ class _KeyPartitionedTable(Table):
     def on_key_set(self, key: Any, value: Any) -> None:
         """Stage the changelog message (Faust would send it now, see the module doc)."""
         self._stage(key, value)
-        self._sensor_on_set(self, key, value)
+        counts = self._counts
+        if counts is not None:
+            counts.keys_updated += 1
+        else:
+            self._sensor_on_set(self, key, value)
 
     def on_key_del(self, key: Any) -> None:
         self._stage(key, None)
-        self._sensor_on_del(self, key)
+        counts = self._counts
+        if counts is not None:
+            counts.keys_deleted += 1
+        else:
+            self._sensor_on_del(self, key)
+
+    def write_many(self, writes: Mapping[Any, Any]) -> None:
+        """``table[key] = value`` for every item, ``table.pop(key, None)`` where the value is
+        None: the same store contents, staged messages and Monitor counts. On a memory store
+        with only Faust's Monitor as sensor, one loop over the dicts instead of ~5 Python
+        calls per key (``ManagedUserDict.__setitem__``, ``on_key_set``, the store's
+        ``__setitem__``...: ~1.5 us a key, ~3 keys per event); else key by key."""
+        data, counts = self.data, self._counts
+        if type(data) is not MemoryStore or counts is None:
+            for key, value in writes.items():
+                if value is None:
+                    self.pop(key, None)
+                else:
+                    self[key] = value
+            return
+        store = data.data
+        staged = self._staged
+        if staged is None:
+            staged = self._staged = {}
+        updated = deleted = 0
+        for key, value in writes.items():
+            if value is not None:
+                store[key] = value
+                staged[key] = value
+                updated += 1
+            elif key in store:
+                del store[key]
+                staged[key] = None
+                deleted += 1
+        counts.keys_updated += updated
+        counts.keys_deleted += deleted
+        counts.keys_retrieved += len(writes) - updated  # pop() reads the key first
 
     def _stage(self, key: Any, value: Any) -> None:
         staged = self._staged
@@ -131,6 +188,7 @@ class _KeyPartitionedTable(Table):
 
     async def send_staged(self) -> None:
         """Hand the staged changelog messages to the producer (without waiting for acks)."""
+        self._watch_sensors()
         staged, self._staged = self._staged, None
         if not staged:
             return

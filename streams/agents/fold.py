@@ -79,11 +79,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
 async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult) -> None:
     """Write state, publish, flush, then seal each partition with its progress record."""
     producer, s, tel = ctx.app.producer, ctx.settings, ctx.telemetry
-    for key, value in result.writes.items():
-        if value is None:
-            table.pop(key, None)
-        else:
-            table[key] = value
+    table.write_many(result.writes)  # value None: delete
     await table.send_staged()  # the state goes out while the other sends are prepared
     for dl in result.dead_letters:
         dl_key = f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode()
@@ -115,8 +111,7 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
     # streams/tables.py): wait for the broker's acks before the seal, and for the seal's before
     # the batch is acked (streams/delivery.py), so a commit never covers state still in a queue.
     await table.changelog_sent()
-    for key, value in result.progress.items():
-        table[key] = value
+    table.write_many(result.progress)
     await table.changelog_sent()
     now = time.time()
     for outcome, count in result.outcomes.items():

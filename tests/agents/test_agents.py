@@ -254,3 +254,84 @@ async def test_merge_table_counts_changelog_batches_written_into_it() -> None:
     merge.apply_changelog_batch([])
     merge.apply_changelog_batch([])
     assert merge.recovered == 2
+
+
+async def test_table_counts_reads_and_writes_into_faust_monitor() -> None:
+    """With Faust's Monitor as the only sensor, our tables count reads and writes into its
+    table state directly (streams/tables.py, ``_counts``): the numbers Faust's sensor calls
+    give. Another sensor beside it: every call goes through Faust's sensor delegate again."""
+    from faust.sensors.base import Sensor
+    from faust.sensors.monitor import Monitor
+
+    app = create_app(Settings(app_id="tables-sensor-test", web_port=16996, partitions=4))
+    app.sensors.add(app.monitor)  # what App.on_init_dependencies does when the worker starts
+    fold = app.tables["fold-surveys"]
+    assert isinstance(fold, SourcePartitionedTable)
+    assert [type(s) for s in app.sensors] == [Monitor]
+
+    def state() -> tuple[int, int, int]:
+        t = app.monitor.tables.get(fold.name)
+        return (0, 0, 0) if t is None else (t.keys_retrieved, t.keys_updated, t.keys_deleted)
+
+    def use(table: SourcePartitionedTable) -> None:
+        table["1|a"] = [1]
+        table.get("1|a")
+        table.get("1|missing")
+        table.write_many({"1|b": [2], "1|c": [3], "1|a": None, "1|never": None})
+        del table["1|b"]
+
+    use(fold)  # before any send_staged: Faust's own sensor calls
+    by_faust = state()
+    assert by_faust == (4, 3, 2)  # pop() reads the key first
+    await fold.send_staged()  # looks at the sensors: Monitor alone
+    assert fold._counts is not None
+    use(fold)
+    assert state() == tuple(2 * x for x in by_faust)
+    assert dict(fold.data.data) == {"1|c": [3]}
+
+    class Spy(Sensor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def on_table_get(self, table: Any, key: Any) -> None:
+            self.calls.append(f"get {key}")
+
+        def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+            self.calls.append(f"set {key}")
+
+        def on_table_del(self, table: Any, key: Any) -> None:
+            self.calls.append(f"del {key}")
+
+    spy = Spy()
+    app.sensors.add(spy)
+    await fold.send_staged()
+    assert fold._counts is None
+    use(fold)
+    assert state() == tuple(3 * x for x in by_faust)
+    assert "get 1|missing" in spy.calls and "set 1|c" in spy.calls and "del 1|a" in spy.calls
+    assert "del 1|never" not in spy.calls
+
+
+async def test_write_many_writes_what_key_by_key_writes() -> None:
+    """``write_many`` on a memory store leaves the store and the staged changelog messages as
+    ``table[key] = value`` / ``table.pop(key, None)`` key by key leave them."""
+    app = create_app(Settings(app_id="tables-write-many", web_port=16995, partitions=4))
+    app.sensors.add(app.monitor)
+    fast, slow = app.tables["fold-surveys"], app.tables["fold-support"]
+    assert isinstance(fast, SourcePartitionedTable) and isinstance(slow, SourcePartitionedTable)
+    await fast.send_staged()
+    assert fast._counts is not None
+    for t in (fast, slow):
+        t.data.data.update({"0|old": [0], "0|gone": [1]})
+    writes = {"0|new": [1, [2]], "0|old": [5], "0|gone": None, "0|absent": None, "1|x": 7}
+    fast.write_many(writes)
+    for key, value in writes.items():
+        if value is None:
+            slow.pop(key, None)
+        else:
+            slow[key] = value
+    assert dict(fast.data.data) == dict(slow.data.data) == {"0|new": [1, [2]], "0|old": [5],
+                                                            "1|x": 7}  # fmt: skip
+    assert fast._staged == slow._staged == {"0|new": [1, [2]], "0|old": [5], "0|gone": None,
+                                            "1|x": 7}  # fmt: skip
