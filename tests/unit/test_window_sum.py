@@ -112,13 +112,32 @@ def test_an_unchanged_window_is_not_summed_again() -> None:
     reads: list[str] = []
     bucket = merger._bucket
 
-    def spy(key: str, cls: Any) -> Any:
+    def spy(key: str, cls: Any, parsed: Any = None) -> Any:
         reads.append(key)
-        return bucket(key, cls)
+        return bucket(key, cls, parsed)
 
     merger._bucket = spy  # type: ignore[method-assign]
-    assert merger.window_sum(m, w, end).to_list() == first
-    assert len(reads) == 60 - PREFIX  # only the newest buckets
+    parsed: list[Any] = []
+    cls = FAMILIES["csat"]
+    from_list = cls.from_list
+
+    def parse(c: Any, data: list[Any]) -> Any:
+        parsed.append(data)
+        return from_list.__func__(c, data)  # type: ignore[attr-defined]
+
+    cls.from_list = classmethod(parse)  # type: ignore[method-assign,assignment,arg-type]
+    try:
+        assert merger.window_sum(m, w, end).to_list() == first
+        assert merger.window_sum(m, w, end).to_list() == first
+    finally:
+        cls.from_list = from_list  # type: ignore[method-assign]
+    assert len(reads) == 2 * (60 - PREFIX)  # only the newest buckets
+    # no stored bucket parsed again (parsed at the first sum, not changed since); what is left
+    # is the copy of the cached prefix sum, one per sum
+    stored = [v[1] for snap in merger.table.values() for v in snap.values()]
+    assert not [d for d in parsed if any(d is x for x in stored)]
+    assert len(parsed) == 2
+    reads.clear()
     reads.clear()
     late = _row(rng, w.name, end - 50, 1000)
     merger.apply("|".join(m), {"s": "s:0", "wm": wm, "b": [late]}, 0)
