@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
+import time
 from pathlib import Path
 
 import orjson
@@ -61,3 +63,43 @@ def test_bench_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert result["latency_events"] == 900
     # every produced message was counted by the worker, duplicates and late ones included
     assert result["produced"] == 5000 + 1000 + result["duplicates"]
+
+
+class _FakeWorker:
+    """What ``bench.end_to_end`` reads of a worker: scripted polls of cx_events_total, the
+    CPU seconds it has used by each poll."""
+
+    def __init__(self, polls: list[float | None]) -> None:
+        self.polls, self.cpu, self.started = polls, 0.0, time.monotonic()
+
+    def check(self) -> None:
+        pass
+
+    def events_by_outcome(self) -> dict[str, float] | None:
+        self.cpu += 0.5  # the worker works between two polls
+        total = self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
+        return None if total is None else {"applied": total}
+
+    def memory_mb(self) -> dict[str, float]:
+        return {"VmRSS": 100.0}
+
+    def cpu_s(self) -> float:
+        return self.cpu
+
+
+@pytest.mark.parametrize(
+    ("polls", "cpu", "within"),
+    [
+        ([None, 0, 0, 2000, 4000, 5000], 1.0, False),  # from the first counted poll to the last
+        ([None, 0, 0, 5000], 0.5, True),  # all in one interval: timed from the poll before
+    ],
+)
+def test_end_to_end_times_a_run_that_fits_between_two_polls(
+    polls: list[float | None], cpu: float, within: bool
+) -> None:
+    """CI 2026-12-03: a 5k run folded between two polls gave t_first == t_done and a CPU per
+    event of 0 (and a rate of 5,000 / 1e-6 s)."""
+    r = asyncio.run(bench.end_to_end(_FakeWorker(polls), 5000, 30, max_hz=100))  # type: ignore[arg-type]
+    assert r.within_one_poll is within
+    assert r.cpu_done - r.cpu_first == pytest.approx(cpu)
+    assert r.t_done > r.t_first
