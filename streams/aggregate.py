@@ -95,9 +95,9 @@ class Merger:
         # 2026-12-03: parsing them was ~6% of the worker's main thread). Taken by identity of
         # the stored list (held here, so never reused): RocksDB, which decodes anew on every
         # read, never hits. Each sum replaces its window's entries with the ones it read, so
-        # this holds no more than the newest buckets of each member and window: a cache keyed
-        # by bucket alone kept the buckets the windows had moved past (CI 2026-12-02: RSS
-        # grew 3.9 MB per 10k events of a steady stream).
+        # this holds no more than the newest buckets of each member and window (a first
+        # version, keyed by bucket and cleared only at 50k entries, kept the buckets the
+        # windows had moved past).
         self._newest: dict[tuple[Member, str], dict[tuple[str, str], tuple[Any, Any]]] = {}
         self._wm_seen: dict[tuple[str, str], int] = {}  # (topic, source) -> wall ms of last news
         self.table = table
@@ -426,11 +426,12 @@ class Merger:
         """The merged counts of one bucket over its sources. ``parsed``: (the snapshots parsed
         before, where this one's go), see ``Merger._newest``.
 
-        Not cached: a cache of parsed buckets (up to 200k, by stored value) stopped paying once
-        window sums were cached (:meth:`window_sum` reads only the newest buckets, which keep
+        No cache of every bucket: one (up to 200k, by stored value) stopped paying once window
+        sums were cached (:meth:`window_sum` reads only the newest buckets, which keep
         changing). 300k bench, three interleaved runs each: the same throughput (median
         11,928 with the cache, 12,157 ev/s without), peak RSS 338 -> 320 MB; with RocksDB,
-        which decodes a new object on every read, it could never hit."""
+        which decodes a new object on every read, it could never hit. What is kept is the
+        newest buckets' sources that did not change (``parsed``)."""
         snap = self.table.get(key)
         if not snap:
             return None

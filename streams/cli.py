@@ -79,7 +79,7 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     Faust's consumer thread and asyncio's resolver threads besides the main one; a replay's
     transient peaks (a batch of records in flight, +100-150 MB for a second) then stayed in
     RSS for good: tests/integration/test_memory.py saw the steady RSS step up to the peak in
-    about 1 run of 3 (CI 2026-12-02: +3.9 MB per 10k events), never with 2 arenas (5 runs:
+    about 1 run of 3 (CI 2026-12-03: +3.9 MB per 10k events), never with 2 arenas (5 runs:
     the peaks came back down). Called before the worker starts any thread. Not glibc (musl,
     macOS): no ``mallopt`` or a 0 result, nothing changes."""
     if os.environ.get("MALLOC_ARENA_MAX"):
