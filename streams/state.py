@@ -31,6 +31,7 @@ checks that both give the same bits.
 from __future__ import annotations
 
 import base64
+import heapq
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class BatchResult:
     latencies: list[tuple[str, str, float]] = field(default_factory=list)  # kind, channel, s
     dead_reasons: Counter[str] = field(default_factory=Counter)
     min_timestamp_ms: int | None = None
+    touched: set[str] = field(default_factory=set)  # bucket keys this batch folded into
 
 
 # A dedupe entry is one int: the offset of the id's first occurrence and its event time, packed.
@@ -173,6 +175,11 @@ class Folder:
         self.max_future_ms = max_future_ms
         self.max_bytes = max_bytes
         self.batched = True  # False: every event through _PartitionBatch.fold_one (tests)
+        # (partition, window index) -> heap of (bucket, key) of the buckets this worker stored,
+        # each key once (``scheduled``): a batch deletes the ones its watermark left dead
+        # (:meth:`_PartitionBatch.expire_buckets`). See docs/design.md, "Expiry".
+        self.deaths: dict[tuple[int, int], list[tuple[int, str]]] = {}
+        self.scheduled: set[str] = set()
 
     # -- batch ---------------------------------------------------------------------------
     def fold(self, records: Iterable[Record], now_ms: int) -> BatchResult:
@@ -274,6 +281,7 @@ class _PartitionBatch:
             self.dirty[f"{self.p}|m"] = self.cap.dump()
         self.fold_pending()
         self.materialize()
+        self.expire_buckets()
         self.publish()
         self.out.progress[f"{self.p}|p"] = [self.last_offset, self.wm]
         if self.wm is not None:
@@ -522,15 +530,57 @@ class _PartitionBatch:
         dirty = self.dirty
         wm = self.wm
         last = self.last_offset
+        touched = self.out.touched
+        scheduled = self.f.scheduled
+        deaths = self.f.deaths
+        index = {spec.name: i for i, _name, _g, spec in self.grid}
         for slot in self.work:
             marker, counts, key, spec, b = slot
             # Every record of the partition up to the batch's last offset is in the counts
             # (those that do not fall in this bucket too), whichever touched it last.
             value = [marker if marker > last else last, counts.to_list()]
             slot.append(value)
+            touched.add(key)
             if wm is None or spec.is_live(b, wm):
                 dirty[key] = value
+                if key not in scheduled:
+                    scheduled.add(key)
+                    heapq.heappush(deaths.setdefault((self.p, index[spec.name]), []), (b, key))
         self.work.clear()
+
+    def expire_buckets(self) -> None:
+        """Delete the stored buckets of this partition that the batch's watermark left dead
+        for every current and future window (the rule of :meth:`Folder.expired_keys`), as
+        they die: they are in event-time order per window (``Folder.deaths``).
+
+        Before, only the expiry rounds (streams/agents/expiry.py) dropped them: a round found
+        all the buckets that had died since the last one at once. After the 20k-event replay
+        of ``cxpulse bench`` that was 28k buckets of the 5m window, and the few batches that
+        deleted them held the latency phase's answers back (its p99). The rounds stay: they
+        drop dedupe and interaction entries, and the buckets of a table restored after a
+        restart, which no heap lists.
+
+        A bucket this batch folded into is kept even if dead: were the batch replayed after a
+        crash before its seal, its records would fold into that bucket again and must find
+        its stored counts (the same holds for the rounds, see ``fold.py``)."""
+        wm = self.wm
+        if wm is None:
+            return
+        deaths, scheduled, dirty = self.f.deaths, self.f.scheduled, self.dirty
+        touched = self.out.touched
+        table = self.f.table
+        for i, _name, _g, spec in self.grid:
+            heap = deaths.get((self.p, i))
+            if not heap:
+                continue
+            floor = spec.end_bucket(wm) - BUCKETS_PER_WINDOW  # live: bucket >= floor
+            while heap and heap[0][0] < floor:
+                _b, key = heapq.heappop(heap)
+                scheduled.discard(key)
+                if key in touched or key in dirty:
+                    continue
+                if table.get(key) is not None:
+                    dirty[key] = None
 
     def survey(self, e: ev.Survey, offset: int) -> None:
         lo, hi = e.scale_min, e.scale_max

@@ -14,7 +14,7 @@ import faust
 
 from streams import codecs, delivery, stores
 from streams.agents import gaps
-from streams.agents.expiry import ExpiryScan, ExpirySchedule
+from streams.agents.expiry import ExpiryScan, ExpirySchedule, chunk_for
 from streams.aggregate import partition_of
 from streams.context import Context
 from streams.state import BatchResult, Folder, Record
@@ -65,11 +65,15 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                 wm = (seal(p) or (None, None))[1]
                 if wm is not None and expiry.due(p, wm, wall_due):
                     due.append(p)
-            step = scan.step(due, lambda: stores.scan_keys(table))
+            step = scan.step(due, lambda: stores.scan_keys(table), chunk_for(len(records)))
             if step is not None:
-                writes = result.writes
+                writes, touched = result.writes, result.touched
                 for key in folder.expired_keys(cast(set[int], step[0]), step[1]):
-                    if key not in writes:  # judged on its stored value; this batch rewrote it
+                    # Not what this batch wrote (judged on its stored value, which the batch
+                    # replaced) or folded into: a replay of the batch after a crash before its
+                    # seal folds into that bucket again, from its stored counts
+                    # (_PartitionBatch.expire_buckets).
+                    if key not in writes and key not in touched:
                         writes[key] = None
             await commit(ctx, table, topic_name, result)
 

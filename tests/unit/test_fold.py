@@ -8,9 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.aggregate import Merger
+from streams.agents.merge import alert_config
+from streams.aggregate import Merger, table_partition
+from streams.alerting import AlertEngine
 from streams.events import TOPIC_CUSTOMERS, TOPIC_SURVEYS
 from streams.generate import generate
+from streams.settings import Settings
 from streams.state import DEDUPE_T_BITS, Folder, Record, dedupe_entry, dedupe_value
 from streams.windows import window_specs
 from tests.folding import apply_writes as _apply
@@ -171,6 +174,35 @@ def test_merge_is_idempotent_and_order_free() -> None:
     assert _merge(partials, order_seed=5) == clean  # older snapshots never overwrite newer
 
 
+def test_due_takes_new_input_first_and_budgets_the_rest() -> None:
+    table: dict[str, Any] = {}
+    merger = Merger(table, WINDOWS, partitions=1, min_sample=5)
+    merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "x", "wm": NOW - 1000}, 0)
+    rows = [["5m", WINDOWS[0].bucket(NOW - 2000), 1, [1, 1, 0, 0]]]
+    ingest = {"a": NOW - 300, "b": NOW - 900, "c": NOW - 600}  # new input, ingested then
+    for member in ("a", "b", "c", "s1", "s2", "s3"):  # s*: due without an ingest time
+        value: dict[str, Any] = {"s": "x", "wm": NOW - 1000, "b": rows}
+        if member in ingest:
+            value["ts"] = ingest[member]
+        merger.apply(f"nps|segment|{member}", value, 0)
+
+    def members(out: Any) -> list[str]:
+        seen: list[str] = []
+        for key, _record in out.records:
+            m = key.rsplit("=", 1)[1]
+            if m not in seen:
+                seen.append(m)
+        return seen
+
+    out = merger.due(NOW, {0}, budget_s=0.0)
+    # every member with new input, oldest input first, and one of the others at least
+    assert members(out) == ["b", "c", "a", "s1"]
+    assert out.processing_s == [0.9, 0.6, 0.3]
+    assert members(merger.due(NOW, {0}, force=True, budget_s=0.0)) == ["s2"]
+    assert members(merger.due(NOW, {0}, force=True)) == ["s3"]  # no budget: all that are due
+    assert not merger.dirty
+
+
 def test_dead_letters_carry_reason_and_original_bytes() -> None:
     table: dict[str, Any] = {}
     recs = [Record(0, 0, b"\xff\xfe", T0), Record(0, 1, orjson.dumps({"survey": "nps"}), T0)]
@@ -238,6 +270,81 @@ def test_merge_skips_buckets_dead_on_arrival() -> None:
     assert not any("|5m|" in k for k in table)
 
 
+def test_batches_delete_the_buckets_their_watermark_left_dead() -> None:
+    table: dict[str, Any] = {}
+    folder = _folder(TOPIC_SURVEYS, table)
+    day = 86_400_000
+    old, new = T0, T0 + 2 * day  # the retention is one day
+    out = folder.fold([Record(0, 0, _survey("a", old), T0)], new + 1000)
+    _apply(table, out.writes)
+    _apply(table, out.progress)
+    stored = {k for k in table if "|k|" in k}
+    assert stored and not folder.expired_keys([0])
+    out = folder.fold([Record(0, 1, _survey("b", new), T0)], new + 1000)
+    assert {k for k, v in out.writes.items() if v is None} == stored  # all dead at `new`
+    _apply(table, out.writes)
+    _apply(table, out.progress)
+    assert not [k for k in folder.expired_keys([0]) if "|k|" in k]  # what a round would find
+    assert folder.scheduled == {k for k in table if "|k|" in k}  # each stored bucket, once
+
+
+def test_a_batch_keeps_a_dead_bucket_it_folded_into() -> None:
+    # Were the batch replayed after a crash before its seal, its late event would fold into
+    # that bucket again, from the stored counts.
+    table: dict[str, Any] = {}
+    folder = _folder(TOPIC_SURVEYS, table)
+    hour = 3_600_000
+    first = [Record(0, 0, _survey("a", T0), T0), Record(0, 1, _survey("b", T0 + 20_000), T0)]
+    out = folder.fold(first, T0 + 30_000)
+    _apply(table, out.writes)
+    _apply(table, out.progress)
+    kept, deleted = (f"0|k|nps|all|all|5m|{t // 5000}" for t in (T0, T0 + 20_000))
+    assert kept in table and deleted in table
+    # one batch: a late answer into `kept`'s bucket (live while it is folded), then one an
+    # hour later, at which both buckets are dead
+    batch = [Record(0, 2, _survey("c", T0), T0), Record(0, 3, _survey("d", T0 + hour), T0)]
+    out = folder.fold(batch, T0 + hour)
+    assert kept in out.touched and kept not in out.writes  # dead: not stored, not deleted
+    assert deleted not in out.touched and out.writes[deleted] is None
+    _apply(table, out.writes)
+    assert kept in table and deleted not in table
+
+
+@pytest.mark.parametrize("alerts", [False, True])
+def test_merge_drops_buckets_as_the_watermark_leaves_them_dead(alerts: bool) -> None:
+    engine = None
+    if alerts:  # its rules read 5m and 1h: those buckets die by the rules' steps, not here
+        settings = Settings(alert_short_window="5m", alert_baseline_window="1h")
+        engine = AlertEngine(alert_config(settings))
+    table: dict[str, Any] = {}
+    merger = Merger(table, WINDOWS, partitions=2, min_sample=5, alerts=engine)
+    day = 86_400_000
+    rows = [[w.name, w.bucket(T0 + i * 60_000), 1, [1, 1, 0, 0]] for w in WINDOWS for i in range(3)]
+    for member in ("all|all", "segment|smb", "segment|ent", "channel|chat"):
+        merger.apply(f"nps|{member}", {"s": "s:0", "wm": T0, "b": rows}, 0)
+    live = [[w.name, w.bucket(T0 + 2 * day), 2, [1, 0, 0, 1]] for w in WINDOWS]
+    merger.apply("nps|all|all", {"s": "s:0", "wm": T0 + 2 * day, "b": live}, 0)
+    for src in ("s:0", "s:1"):
+        merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": src, "wm": T0 + 2 * day}, 0)
+    before = set(table)
+    dead = set(merger.expired_keys({0, 1}))  # what a round would drop
+    assert any("|24h|" in k for k in dead)
+    assert not any(f"|{T0 + 2 * day}" in k for k in dead)
+    written = merger.expire_dead_buckets({0})  # this worker owns partition 0 of 2
+    eager = before - set(table)
+    assert written == {0} and {table_partition(k, 2) for k in eager} == {0}
+    mine = {k for k in dead if table_partition(k, 2) == 0}
+    if alerts:
+        assert eager == {k for k in mine if "|24h|" in k}
+        assert mine - eager  # the alert windows' buckets: left to the rounds
+    else:
+        assert eager == mine
+    # left to the rounds: the alert windows', and those of a partition owned by another worker
+    # (which drops them itself; were it to come here in a rebalance, the rounds find them)
+    assert set(merger.expired_keys({0, 1})) == dead - eager
+    assert merger.expire_dead_buckets({0, 1}) == set()  # each stored bucket is listed once
+
+
 def test_expired_keys_of_several_partitions_in_one_pass() -> None:
     table: dict[str, Any] = {}
     folder = _folder(TOPIC_SURVEYS, table)
@@ -246,6 +353,8 @@ def test_expired_keys_of_several_partitions_in_one_pass() -> None:
     records = [Record(p, o, _survey(f"{p}-{o}", t), T0) for p in (0, 1, 2)
                for o, t in enumerate((old, new if p < 2 else old + 1000))]  # fmt: skip
     for o in (0, 1):  # one batch per offset: a bucket that dies within a batch is not written
+        if o == 1:  # a restarted worker: no heap lists the stored buckets, the rounds find them
+            folder = _folder(TOPIC_SURVEYS, table)
         out = folder.fold([r for r in records if r.offset == o], new + 1000)
         _apply(table, out.writes)
         _apply(table, out.progress)
