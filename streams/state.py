@@ -175,10 +175,11 @@ class Folder:
         self.max_future_ms = max_future_ms
         self.max_bytes = max_bytes
         self.batched = True  # False: every event through _PartitionBatch.fold_one (tests)
-        # (partition, window index) -> heap of (bucket, key) of the buckets this worker stored,
+        # (partition, window name) -> heap of (bucket, key) of the buckets this worker stored,
         # each key once (``scheduled``): a batch deletes the ones its watermark left dead
-        # (:meth:`_PartitionBatch.expire_buckets`). See docs/design.md, "Expiry".
-        self.deaths: dict[tuple[int, int], list[tuple[int, str]]] = {}
+        # (:meth:`_PartitionBatch.expire_buckets`; docs/design.md, "Exactness without broker
+        # transactions").
+        self.deaths: dict[tuple[int, str], list[tuple[int, str]]] = {}
         self.scheduled: set[str] = set()
 
     # -- batch ---------------------------------------------------------------------------
@@ -533,7 +534,6 @@ class _PartitionBatch:
         touched = self.out.touched
         scheduled = self.f.scheduled
         deaths = self.f.deaths
-        index = {spec.name: i for i, _name, _g, spec in self.grid}
         for slot in self.work:
             marker, counts, key, spec, b = slot
             # Every record of the partition up to the batch's last offset is in the counts
@@ -545,7 +545,7 @@ class _PartitionBatch:
                 dirty[key] = value
                 if key not in scheduled:
                     scheduled.add(key)
-                    heapq.heappush(deaths.setdefault((self.p, index[spec.name]), []), (b, key))
+                    heapq.heappush(deaths.setdefault((self.p, spec.name), []), (b, key))
         self.work.clear()
 
     def expire_buckets(self) -> None:
@@ -567,19 +567,14 @@ class _PartitionBatch:
         if wm is None:
             return
         deaths, scheduled, dirty = self.f.deaths, self.f.scheduled, self.dirty
-        touched = self.out.touched
+        touched = self.out.touched  # every bucket the batch stored is among them
         table = self.f.table
-        for i, _name, _g, spec in self.grid:
-            heap = deaths.get((self.p, i))
-            if not heap:
-                continue
-            floor = spec.end_bucket(wm) - BUCKETS_PER_WINDOW  # live: bucket >= floor
-            while heap and heap[0][0] < floor:
+        for _i, name, _g, spec in self.grid:
+            heap = deaths.get((self.p, name))
+            while heap and not spec.is_live(heap[0][0], wm):
                 _b, key = heapq.heappop(heap)
                 scheduled.discard(key)
-                if key in touched or key in dirty:
-                    continue
-                if table.get(key) is not None:
+                if key not in touched and table.get(key) is not None:
                     dirty[key] = None
 
     def survey(self, e: ev.Survey, offset: int) -> None:
