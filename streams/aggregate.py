@@ -225,13 +225,19 @@ class Merger:
                             self.dirty.setdefault(m, None)
 
     def due(
-        self, now_ms: int, owned: set[int], force: bool = False, budget_s: float | None = None
+        self,
+        now_ms: int,
+        owned: set[int],
+        force: bool = False,
+        budget_s: float | None = None,
+        fresh_only: bool = False,
     ) -> Emission:
         """Score records for due members (throttled per member unless ``force``).
 
         Members with new input come first, oldest input first, then those whose windows only
         slid. ``budget_s``: once that much time went to the latter, the rest of them wait for
-        the next call (those with new input are all evaluated, as they are throttled anyway).
+        the next call (those with new input are all evaluated, as they are throttled anyway);
+        ``fresh_only``: none of them (the merge agent's call right after it applied partials).
         A window slide makes every member of its family due at once (the 5m window every 5 s
         of event time): evaluating them all in one go held the event loop for 50-120 ms at the
         bench's size, and the answers that came in meanwhile waited that much longer for their
@@ -243,7 +249,8 @@ class Merger:
         if len(order) > 1:
             order.sort(key=lambda m: cast(int, dirty[m]))  # stable: insertion order on ties
         fresh = len(order)
-        order += [m for m, ts in dirty.items() if ts is None]
+        if not fresh_only:
+            order += [m for m, ts in dirty.items() if ts is None]
         deadline = None
         for i, m in enumerate(order):
             if i >= fresh and budget_s is not None:

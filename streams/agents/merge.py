@@ -107,7 +107,21 @@ class MergeService:
                         continue
                     key = r.key.decode() if r.key else ""
                     self.merger.apply(key, codecs.loads(r.raw), q, now_ms)
-                await self.seal(set(done), done)
+                # The members these partials changed are evaluated now, not at the next tick:
+                # a tick waited for this batch's seal (two broker round trips under the lock)
+                # and then up to a tick interval more (docs/design.md, "Latency").
+                emitted = await self.emit_fresh()
+                await self.seal(set(done) | emitted, done)
+
+    async def emit_fresh(self) -> set[int]:
+        """Publish the score records of the members with new input that are due (throttled
+        per member as in :meth:`tick`); the partitions whose state that changed."""
+        if not self.ready() or self.owned is None or self.owned_partitions() != self.owned:
+            return set()  # the tick restores the registry first
+        now_ms = int(time.time() * 1000)
+        emission = self.merger.due(now_ms, self.owned, fresh_only=True)
+        await self.publish(emission)
+        return emission.partitions
 
     def applied_offset(self, q: int) -> int:
         """The last partials offset of ``q`` applied to the table (-1: none)."""

@@ -175,16 +175,17 @@ def test_merge_is_idempotent_and_order_free() -> None:
 
 
 def test_due_takes_new_input_first_and_budgets_the_rest() -> None:
-    table: dict[str, Any] = {}
-    merger = Merger(table, WINDOWS, partitions=1, min_sample=5)
-    merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "x", "wm": NOW - 1000}, 0)
-    rows = [["5m", WINDOWS[0].bucket(NOW - 2000), 1, [1, 1, 0, 0]]]
-    ingest = {"a": NOW - 300, "b": NOW - 900, "c": NOW - 600}  # new input, ingested then
-    for member in ("a", "b", "c", "s1", "s2", "s3"):  # s*: due without an ingest time
-        value: dict[str, Any] = {"s": "x", "wm": NOW - 1000, "b": rows}
-        if member in ingest:
-            value["ts"] = ingest[member]
-        merger.apply(f"nps|segment|{member}", value, 0)
+    def build() -> Merger:
+        merger = Merger({}, WINDOWS, partitions=1, min_sample=5)
+        merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "x", "wm": NOW - 1000}, 0)
+        rows = [["5m", WINDOWS[0].bucket(NOW - 2000), 1, [1, 1, 0, 0]]]
+        ingest = {"a": NOW - 300, "b": NOW - 900, "c": NOW - 600}  # new input, ingested then
+        for member in ("a", "b", "c", "s1", "s2", "s3"):  # s*: due without an ingest time
+            value: dict[str, Any] = {"s": "x", "wm": NOW - 1000, "b": rows}
+            if member in ingest:
+                value["ts"] = ingest[member]
+            merger.apply(f"nps|segment|{member}", value, 0)
+        return merger
 
     def members(out: Any) -> list[str]:
         seen: list[str] = []
@@ -194,6 +195,12 @@ def test_due_takes_new_input_first_and_budgets_the_rest() -> None:
                 seen.append(m)
         return seen
 
+    merger = build()
+    out = merger.due(NOW, {0}, fresh_only=True)  # the merge agent's call after it applied
+    assert members(out) == ["b", "c", "a"] and out.processing_s == [0.9, 0.6, 0.3]
+    assert list(merger.dirty) == [("nps", "segment", m) for m in ("s1", "s2", "s3")]
+
+    merger = build()
     out = merger.due(NOW, {0}, budget_s=0.0)
     # every member with new input, oldest input first, and one of the others at least
     assert members(out) == ["b", "c", "a", "s1"]
