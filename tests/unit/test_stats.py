@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from streams.metrics.base import FlatCounts
+from streams.metrics.histogram import OVERFLOW_INDEX
 from streams.metrics.stats import (
     FAMILIES,
     CesCounts,
@@ -428,3 +432,69 @@ def test_histogram_to_dict_and_support_to_dict_hide_buckets() -> None:
         "first_response_n",
         "resolution_n",
     }
+
+
+def _parse_reference(cls: Any, data: list[Any]) -> Any:
+    """``FlatCounts.from_list`` as it was before 2026-12-03: a default instance, then one
+    ``setattr`` per field."""
+    if len(data) != len(cls._FIELDS):
+        raise ValueError("layout")
+    obj = cls()
+    for (name, typ), value in zip(cls._FIELDS, data, strict=True):
+        setattr(obj, name, typ(value))
+    return obj
+
+
+_SCALAR = st.one_of(st.integers(-3, 10**12), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([NpsCounts, CsatCounts, CesCounts, ChurnCounts]),
+    st.lists(_SCALAR, min_size=1, max_size=7),
+)
+def test_flat_from_list_is_the_reference_parse(cls: Any, data: list[Any]) -> None:
+    try:
+        want = _parse_reference(cls, data)
+    except ValueError:
+        with pytest.raises(ValueError):
+            cls.from_list(data)
+        return
+    got = cls.from_list(data)
+    assert got.to_list() == want.to_list()
+    assert [type(x) for x in got.to_list()] == [type(x) for x in want.to_list()]
+
+
+_HIST_ENTRY = st.one_of(
+    st.integers(-2, OVERFLOW_INDEX + 2),
+    st.integers(-1, 3),
+    st.booleans(),
+    st.floats(0, 5, allow_nan=False),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_HIST_ENTRY, max_size=12))
+def test_histogram_fast_parse_is_the_general_one(data: list[Any]) -> None:
+    """``from_list`` skips the per-entry loop for what ``to_list`` writes; on everything else
+    it must answer (or refuse) as the general parse does."""
+    try:
+        want = LatencyHistogram._parse(data)
+    except ValueError:
+        with pytest.raises(ValueError):
+            LatencyHistogram.from_list(data)
+        return
+    got = LatencyHistogram.from_list(data)
+    assert got.buckets == want.buckets and got.count == want.count
+    assert LatencyHistogram.from_list(got.to_list()) == got
+
+
+def test_flat_counts_init_must_take_the_fields_in_order() -> None:
+    with pytest.raises(TypeError, match="in order"):
+
+        class Swapped(FlatCounts):
+            __slots__ = ("a", "b")
+            _FIELDS = (("a", int), ("b", int))
+
+            def __init__(self, b: int = 0, a: int = 0) -> None:
+                self.a, self.b = a, b
