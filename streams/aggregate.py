@@ -230,14 +230,16 @@ class Merger:
         owned: set[int],
         force: bool = False,
         budget_s: float | None = None,
-        fresh_only: bool = False,
+        live_since: int | None = None,
     ) -> Emission:
         """Score records for due members (throttled per member unless ``force``).
 
         Members with new input come first, oldest input first, then those whose windows only
         slid. ``budget_s``: once that much time went to the latter, the rest of them wait for
         the next call (those with new input are all evaluated, as they are throttled anyway);
-        ``fresh_only``: none of them (the merge agent's call right after it applied partials).
+        ``live_since``: only the members whose new input was ingested at or after it (ms), and
+        none of the others: the merge agent's call right after it applied partials, for live
+        input; input of a replay or a backlog is left to the tick, which coalesces it.
         A window slide makes every member of its family due at once (the 5m window every 5 s
         of event time): evaluating them all in one go held the event loop for 50-120 ms at the
         bench's size, and the answers that came in meanwhile waited that much longer for their
@@ -245,11 +247,14 @@ class Merger:
         self._mark_slid_windows()
         out = Emission()
         dirty = self.dirty
-        order = [m for m, ts in dirty.items() if ts is not None]
+        if live_since is None:
+            order = [m for m, ts in dirty.items() if ts is not None]
+        else:
+            order = [m for m, ts in dirty.items() if ts is not None and ts >= live_since]
         if len(order) > 1:
             order.sort(key=lambda m: cast(int, dirty[m]))  # stable: insertion order on ties
         fresh = len(order)
-        if not fresh_only:
+        if live_since is None:
             order += [m for m, ts in dirty.items() if ts is None]
         deadline = None
         for i, m in enumerate(order):

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 # Per tick, the time given to members that are due only because their windows slid (the rest
 # wait for the next tick, Merger.due): a slide of the 5m window held the loop for up to 120 ms.
 SLIDE_BUDGET_S = 0.01
+# Partials whose input was ingested less than this long ago are evaluated as soon as they are
+# applied (MergeService.emit_fresh); older ones (a replay, a backlog) wait for the tick, which
+# evaluates each member once for several batches: evaluating them at once too made ~25% more
+# score records in the bench's replay and cost ~9% of its throughput.
+LIVE_INPUT_MS = 2000
 
 
 def alert_config(s: Settings) -> AlertConfig:
@@ -114,12 +119,12 @@ class MergeService:
                 await self.seal(set(done) | emitted, done)
 
     async def emit_fresh(self) -> set[int]:
-        """Publish the score records of the members with new input that are due (throttled
-        per member as in :meth:`tick`); the partitions whose state that changed."""
+        """Publish the score records of the members with new live input that are due
+        (throttled per member as in :meth:`tick`); the partitions whose state that changed."""
         if not self.ready() or self.owned is None or self.owned_partitions() != self.owned:
             return set()  # the tick restores the registry first
         now_ms = int(time.time() * 1000)
-        emission = self.merger.due(now_ms, self.owned, fresh_only=True)
+        emission = self.merger.due(now_ms, self.owned, live_since=now_ms - LIVE_INPUT_MS)
         await self.publish(emission)
         return emission.partitions
 

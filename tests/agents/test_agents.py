@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from unittest import mock
 
@@ -110,23 +111,33 @@ async def test_merge_agent_emits_scores_and_gauges(app_and_sent: Any) -> None:
     assert registry.get_sample_value("cx_score", {**labels, "window": "5m"}) is None
 
 
-async def test_merge_agent_emits_what_it_applied_without_waiting_for_a_tick(
+async def test_merge_agent_emits_live_input_without_waiting_for_a_tick(
     app_and_sent: Any,
 ) -> None:
     app, _registry, sent = app_and_sent
     merge = app.agents["merge"]
     service = app.cx_merge
     service.owned_partitions = lambda: {0, 1, 2, 3}
-    snapshot = {"s": "cx.survey-responses:0", "wm": 1_795_482_000_000, "ts": 1_795_482_000_000,
-                "b": [["1h", 29_924_700, 5, [40, 30, 10, 0]]]}  # fmt: skip
+    now_ms = int(time.time() * 1000)
+
+    def snapshot(ingested_ms: int) -> bytes:
+        return orjson.dumps({"s": "cx.survey-responses:0", "wm": 1_795_482_000_000,
+                             "ts": ingested_ms, "b": [["1h", 29_924_700, 5, [40, 30, 10, 0]]]})  # fmt: skip
+
     async with merge.test_context() as ctx:
         await service.tick()  # the registry of owned partitions (a running worker's first tick)
         await ctx.put(orjson.dumps({"wm_topic": "cx.survey-responses", "s": "cx.survey-responses:0",
                                     "wm": 1_795_482_000_000}), key=b"#wm")  # fmt: skip
-        await ctx.put(orjson.dumps(snapshot), key=b"nps|all|all")
+        await ctx.put(snapshot(now_ms), key=b"nps|all|all")  # live
+        await ctx.put(snapshot(now_ms - 60_000), key=b"nps|segment|smb")  # a replay's
         await asyncio.sleep(0.3)
+        scores = {s[1].decode(): orjson.loads(s[2]) for s in sent if s[0] == "cx.scores"}
+        # no tick since the partials came in
+        assert scores["nps|1h|all=all"]["n"] == 40
+        assert "nps|1h|segment=smb" not in scores  # left to the tick
+        await service.tick()
     scores = {s[1].decode(): orjson.loads(s[2]) for s in sent if s[0] == "cx.scores"}
-    assert scores["nps|1h|all=all"]["n"] == 40  # no tick since the partials came in
+    assert scores["nps|1h|segment=smb"]["n"] == 40
 
 
 async def test_tables_name_their_changelog_partition() -> None:

@@ -196,9 +196,9 @@ def test_due_takes_new_input_first_and_budgets_the_rest() -> None:
         return seen
 
     merger = build()
-    out = merger.due(NOW, {0}, fresh_only=True)  # the merge agent's call after it applied
-    assert members(out) == ["b", "c", "a"] and out.processing_s == [0.9, 0.6, 0.3]
-    assert list(merger.dirty) == [("nps", "segment", m) for m in ("s1", "s2", "s3")]
+    out = merger.due(NOW, {0}, live_since=NOW - 700)  # the merge agent's call after it applied
+    assert members(out) == ["c", "a"] and out.processing_s == [0.6, 0.3]
+    assert list(merger.dirty) == [("nps", "segment", m) for m in ("b", "s1", "s2", "s3")]
 
     merger = build()
     out = merger.due(NOW, {0}, budget_s=0.0)
