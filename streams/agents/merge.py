@@ -28,7 +28,7 @@ SLIDE_BUDGET_S = 0.01
 # Partials whose input was ingested less than this long ago are evaluated as soon as they are
 # applied (MergeService.emit_fresh); older ones (a replay, a backlog) wait for the tick, which
 # evaluates each member once for several batches: evaluating them at once too made ~25% more
-# score records in the bench's replay and cost ~9% of its throughput.
+# score records in the bench's replay (README, "2026-12-03, third session").
 LIVE_INPUT_MS = 2000
 
 
