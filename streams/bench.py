@@ -46,7 +46,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import topics
+from streams import codecs, topics
 from streams.broker import EmbeddedBroker, free_port
 from streams.delivery import FETCH_MAX_WAIT_MS
 from streams.generate import Message, generate_timed, produce
@@ -134,7 +134,7 @@ def latency_message(i: int, tag: str, segment: str = LATENCY_SEGMENT) -> Message
         "score": 9, "occurred_at": time.time_ns() // 1_000_000, "channel": "web",
         "touchpoint": "product", "segment": segment, "region": "na", "plan": "pro",
     }  # fmt: skip
-    return topics.SURVEY_RESPONSES, customer.encode(), orjson.dumps(value)
+    return topics.SURVEY_RESPONSES, customer.encode(), codecs.compact(orjson.dumps(value))
 
 
 # --- the worker subprocess ------------------------------------------------------------------

@@ -14,5 +14,13 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+def compact(data: bytes) -> bytes:
+    """``data`` in a buffer of its own size, for encoded bytes that are kept (lists of
+    messages, pending writes). orjson >= 3.12 returns every result in a buffer of at least
+    4 KiB, whatever its length, and never shrinks it (ijl/orjson#483): a list of 1M encoded
+    events held ~4 GB. A copy costs ~0.1 us; bytes passed on at once need none."""
+    return bytes(memoryview(data))
+
+
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)

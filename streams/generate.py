@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams import topics
+from streams import codecs, topics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ class _Generator:
         return f"{prefix}-{self.tag}-{next(self.counter):07d}"
 
     def _msg(self, t: int, topic: str, key: str, value: dict[str, Any]) -> TimedMessage:
-        return t, topic, key.encode(), orjson.dumps(value)
+        return t, topic, key.encode(), codecs.compact(orjson.dumps(value))  # kept in lists
 
     def _time(self, ms: int, region: str, epoch: bool) -> str | int:
         if epoch:

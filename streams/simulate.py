@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from streams import codecs
 from streams.aggregate import Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.events import TOPIC_SURVEYS
@@ -87,7 +88,7 @@ def survey_stream(
             score = rng.choices(range(1, 8), weights=(3, 4, 6, 12, 25, 30, 20))[0]
         event = {"response_id": f"s{seed}-{i}", "customer_id": cust, "survey": survey,
                  "score": score, "occurred_at": t, "segment": seg, "channel": "web"}  # fmt: skip
-        yield t, cust.encode(), orjson.dumps(event)
+        yield t, cust.encode(), codecs.compact(orjson.dumps(event))
 
 
 def simulate(

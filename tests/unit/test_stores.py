@@ -374,3 +374,28 @@ def test_expiry_reads_a_rocksdb_table_lazily_and_a_memory_table_as_a_list(
     assert len(seen) == len(set(seen))
     assert {f"{i % 2}|d|e-{i:02d}" for i in range(29)} <= set(seen)  # every key of the start
     _close(table)
+
+
+def test_pending_writes_are_compact(tmp_path: Path) -> None:
+    """A pending write keeps its encoded key and value until the batch's acks: in buffers of
+    their own size, not orjson's >= 4 KiB each (``codecs.compact``)."""
+    import tracemalloc
+
+    app = _app(tmp_path)
+    table = app.tables["fold-surveys"]
+    store = table.data
+    store["0|p"] = [0, 0]  # opens partition 0's DB outside the measurement
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000):
+            store[f"0|d|resp-{i:07d}"] = 1_790_000_000_000 + i
+        held = (tracemalloc.get_traced_memory()[0] - before) / 1000
+    finally:
+        tracemalloc.stop()
+    assert len(store._pending) == 1001
+    assert held < 1000, held  # ~8.3 KB a write before
+    assert store["0|d|resp-0000007"] == 1_790_000_000_007
+    _flush(table)
+    assert orjson.loads(_raw(table, 0, "0|d|resp-0000999")) == 1_790_000_000_999
+    _close(table)
