@@ -6,9 +6,10 @@ partition, which ``PartitionedTable`` uses as the changelog partition):
 
 =========================================  ===========================================
 ``{p}|k|{family}|{dim}|{member}|{w}|{b}``  ``[marker, *counts]`` bucket counts
-``{p}|d|{event_id}``                        ``first_offset << 44 | t_ms`` dedupe entry
+``{p}|d|{event_id}``                        ``~(first_offset << 28 | t_min)`` dedupe entry
                                             (``[first_offset, t_ms]`` before 2026-12-02,
-                                            still read: :func:`dedupe_entry`)
+                                            ``first_offset << 44 | t_ms`` before 2026-12-04,
+                                            both still read: :func:`dedupe_entry`)
 ``{p}|i|{interaction_id}``                  ``[marker, opened_ms, responded, last_t_ms]``
 ``{p}|c|{customer_id}``                     ``[marker, active, [[dim, member], ...]]``
 ``{p}|a|{dim}|{member}``                    ``[marker, active_customers]``
@@ -95,21 +96,39 @@ class BatchResult:
 # A dedupe entry is one int: the offset of the id's first occurrence and its event time, packed.
 # The list ``[offset, t_ms]`` it replaces cost ~130 B more per entry (list + two ints), and there
 # is one entry per event within retention: ~100 MB of a 1M-event replay's peak RSS
-# (docs/design.md, "Memory"). A time outside [0, 2**44) ms (year 2527) keeps the list form.
-DEDUPE_T_BITS = 44
+# (docs/design.md, "Memory").
+#
+# The packed form must stay within 64 bits: orjson writes no larger integer. The first packing
+# (2026-12-02), ``offset << 44 | t_ms``, passed 2**64 at input offset 2**20: a partition's
+# 1,048,576th record crashed the fold agent (TypeError in the changelog send) in a loop. It is
+# ``~(offset << 28 | t_min)`` now: negative (the first form is not), t in whole minutes rounded
+# up (the entry is only read for expiry, which may then keep it up to a minute longer, never
+# shorter) and the offset in 35 bits (34 billion records per partition). Outside that, and for
+# a time before 1970 or after 2480, the list form, which is still read, as the first packing.
+DEDUPE_T_BITS = 44  # the first packing, still read
 _DEDUPE_T_MASK = (1 << DEDUPE_T_BITS) - 1
+DEDUPE_MIN_BITS = 28
+_DEDUPE_MIN_MASK = (1 << DEDUPE_MIN_BITS) - 1
+DEDUPE_MAX_OFFSET = (1 << (63 - DEDUPE_MIN_BITS)) - 1
+_MINUTE_MS = 60_000
 
 
 def dedupe_value(offset: int, t_ms: int) -> int | list[int]:
-    if 0 <= t_ms <= _DEDUPE_T_MASK and offset >= 0:
-        return offset << DEDUPE_T_BITS | t_ms
+    if 0 <= offset <= DEDUPE_MAX_OFFSET and t_ms >= 0:
+        t_min = -(-t_ms // _MINUTE_MS)  # rounded up
+        if t_min <= _DEDUPE_MIN_MASK:
+            return ~(offset << DEDUPE_MIN_BITS | t_min)
     return [offset, t_ms]
 
 
 def dedupe_entry(value: int | list[int]) -> tuple[int, int]:
-    """``(first offset, t_ms)`` of a stored dedupe entry, packed or in the list form."""
+    """``(first offset, t_ms)`` of a stored dedupe entry, in any of its forms (the packed
+    one's time is rounded up to the minute)."""
     if isinstance(value, int):
-        return value >> DEDUPE_T_BITS, value & _DEDUPE_T_MASK
+        if value < 0:
+            x = ~value
+            return x >> DEDUPE_MIN_BITS, (x & _DEDUPE_MIN_MASK) * _MINUTE_MS
+        return value >> DEDUPE_T_BITS, value & _DEDUPE_T_MASK  # the first packing
     return value[0], value[1]
 
 

@@ -95,7 +95,8 @@ def test_rss_is_flat_after_warm_up(fresh_broker: EmbeddedBroker, tmp_path: Path)
             gen.wait(timeout=10)
         gen_log.close()
         worker.stop()
-    (tmp_path / "rss.json").write_text(json.dumps(curve, indent=1))
+        # also when the run failed or timed out: the curve so far is what says why
+        (tmp_path / "rss.json").write_text(json.dumps(curve, indent=1))
     print(f"\nRSS curve ({tmp_path / 'rss.json'}):")
     for row in curve[:: max(1, len(curve) // 25)] + curve[-1:]:
         print(f"  t={row['t_s']:6.1f}s events={int(row['events']):7d} rss={row['rss_mb']:7.1f} MB")

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.agents.merge import alert_config
 from streams.aggregate import Merger, table_partition
@@ -14,7 +16,15 @@ from streams.alerting import AlertEngine
 from streams.events import TOPIC_CUSTOMERS, TOPIC_SURVEYS
 from streams.generate import generate
 from streams.settings import Settings
-from streams.state import DEDUPE_T_BITS, Folder, Record, dedupe_entry, dedupe_value
+from streams.state import (
+    DEDUPE_MAX_OFFSET,
+    DEDUPE_T_BITS,
+    Folder,
+    Record,
+    dedupe_entry,
+    dedupe_value,
+)
+from streams.tables import _dumps
 from streams.windows import window_specs
 from tests.folding import apply_writes as _apply
 
@@ -410,8 +420,8 @@ def test_dedupe_entries_are_packed_and_the_list_form_is_still_read() -> None:
     table: dict[str, Any] = {}
     folder = _folder(TOPIC_SURVEYS, table)
     out = folder.fold([Record(0, 5, _survey("r-new", T0), T0)], NOW)
-    assert out.writes["0|d|r-new"] == 5 << DEDUPE_T_BITS | T0
-    assert dedupe_entry(out.writes["0|d|r-new"]) == (5, T0)
+    assert out.writes["0|d|r-new"] == ~(5 << 28 | T0 // 60_000 + 1)  # T0: not a whole minute
+    assert dedupe_entry(out.writes["0|d|r-new"]) == (5, (T0 // 60_000 + 1) * 60_000)
     _apply(table, out.writes)
     _apply(table, out.progress)
     # An entry written before the packing (list form, restored from an older changelog).
@@ -443,6 +453,51 @@ def test_dedupe_entries_are_packed_and_the_list_form_is_still_read() -> None:
 
 def test_dedupe_value_outside_the_packed_range_keeps_the_list_form() -> None:
     assert dedupe_value(7, -1) == [7, -1]
-    assert dedupe_value(7, 1 << DEDUPE_T_BITS) == [7, 1 << DEDUPE_T_BITS]
-    big = dedupe_value(2**40, (1 << DEDUPE_T_BITS) - 1)
-    assert type(big) is int and dedupe_entry(big) == (2**40, (1 << DEDUPE_T_BITS) - 1)
+    last_minute = ((1 << 28) - 1) * 60_000  # in 2480
+    after_2480 = last_minute + 1  # rounds up past the 28 bits
+    assert dedupe_value(7, after_2480) == [7, after_2480]
+    assert dedupe_value(DEDUPE_MAX_OFFSET + 1, T0) == [DEDUPE_MAX_OFFSET + 1, T0]
+    top = dedupe_value(DEDUPE_MAX_OFFSET, last_minute)
+    assert type(top) is int and dedupe_entry(top) == (DEDUPE_MAX_OFFSET, last_minute)
+    assert -(2**63) <= top < 0
+    # the first packing (2026-12-02 to 12-04), restored from an older changelog, is still read
+    assert dedupe_entry(5 << DEDUPE_T_BITS | T0) == (5, T0)
+
+
+@given(
+    offset=st.one_of(st.integers(0, 2**63 - 1), st.sampled_from([2**20 - 1, 2**20, 2**35])),
+    t_ms=st.integers(-(2**40), 2**50),
+)
+def test_dedupe_values_go_through_the_changelog_codec(offset: int, t_ms: int) -> None:
+    """Every dedupe value is JSON orjson can write (integers within 64 bits: the first packing
+    was not from input offset 2**20 on) and reads back as its offset and a time at most a
+    minute later, never earlier (expiry may keep an entry longer, never drop it sooner)."""
+    value = dedupe_value(offset, t_ms)
+    back = orjson.loads(_dumps(value))
+    assert back == value
+    first, t_back = dedupe_entry(back)
+    assert first == offset
+    assert t_ms <= t_back < t_ms + 60_000
+
+
+def test_dedupe_at_offsets_past_2_to_the_20() -> None:
+    """A partition's records past offset 1,048,576: the batch's writes serialise, and the
+    dedupe entries tell duplicates from replays as below it."""
+    table: dict[str, Any] = {}
+    folder = _folder(TOPIC_SURVEYS, table)
+    base = 2**20 - 2
+    first = [Record(0, base + i, _survey(f"r-{i}", T0 + i), T0) for i in range(4)]
+    out = folder.fold(first, NOW)
+    assert out.outcomes == {"applied": 4}
+    for key, value in out.writes.items():
+        _dumps(key), _dumps(value)  # raised TypeError('Integer exceeds 64-bit range') before
+    assert dedupe_entry(out.writes["0|d|r-3"])[0] == base + 3
+    _apply(table, out.writes)
+    _apply(table, out.progress)
+    again = [Record(0, base + 10, _survey("r-2", T0 + 2), T0),  # a duplicate
+             Record(0, base + 11, _survey("r-9", T0), T0)]  # fmt: skip
+    out = folder.fold(again, NOW)
+    assert out.outcomes == {"duplicate": 1, "applied": 1}
+    table.pop("0|p")  # a redelivery of r-3's own offset above the seal: a replay
+    out = folder.fold([Record(0, base + 3, _survey("r-3", T0 + 3), T0)], NOW)
+    assert out.outcomes == {"applied": 1}
