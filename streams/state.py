@@ -103,8 +103,8 @@ class BatchResult:
 # 1,048,576th record crashed the fold agent (TypeError in the changelog send) in a loop. It is
 # ``~(offset << 28 | t_min)`` now: negative (the first form is not), t in whole minutes rounded
 # up (the entry is only read for expiry, which may then keep it up to a minute longer, never
-# shorter) and the offset in 35 bits (34 billion records per partition). Outside that, and for
-# a time before 1970 or after 2480, the list form, which is still read, as the first packing.
+# shorter) and the offset in 35 bits (34 billion records per partition). Outside that range
+# (a larger offset, a time before 1970 or after 2480): the list form. Both older forms are read.
 DEDUPE_T_BITS = 44  # the first packing, still read
 _DEDUPE_T_MASK = (1 << DEDUPE_T_BITS) - 1
 DEDUPE_MIN_BITS = 28

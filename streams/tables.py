@@ -204,15 +204,11 @@ class _KeyPartitionedTable(Table):
             return
         topic = self.changelog_topic.get_topic_name()
         by_partition: dict[int, list[tuple[Any, Any]]] = {}
-        for item in staged.items():
-            p = self.partition_for_key(item[0])
+        for key, value in staged.items():
+            p = self.partition_for_key(key)
             if p is None:  # our subclasses always name it
-                raise TypeError(f"{self.name}: no changelog partition for {item[0]!r}")
-            got = by_partition.get(p)
-            if got is None:
-                by_partition[p] = [item]
-            else:
-                got.append(item)
+                raise TypeError(f"{self.name}: no changelog partition for {key!r}")
+            by_partition.setdefault(p, []).append((key, value))
         for p, items in by_partition.items():
             batch, n = aio.create_batch(), 0
             for key, value in items:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import tracemalloc
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -379,8 +380,6 @@ def test_expiry_reads_a_rocksdb_table_lazily_and_a_memory_table_as_a_list(
 def test_pending_writes_are_compact(tmp_path: Path) -> None:
     """A pending write keeps its encoded key and value until the batch's acks: in buffers of
     their own size, not orjson's >= 4 KiB each (``codecs.compact``)."""
-    import tracemalloc
-
     app = _app(tmp_path)
     table = app.tables["fold-surveys"]
     store = table.data
