@@ -12,6 +12,7 @@ from streams.agents import fold
 from streams.agents.merge import MergeService
 from streams.context import Context
 from streams.settings import Settings
+from streams.supervision import CrashPolicy
 from streams.telemetry import Telemetry
 from streams.topics import FOLD_TABLES, MAX_RECORD_BYTES
 from streams.windows import window_specs
@@ -56,11 +57,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     # the 100 ms fetch wait, and batch delivery when enabled (streams/delivery.py)
     delivery.install(app, batch=settings.batch_delivery)
+    telemetry = Telemetry.create(registry, settings.max_members)
     ctx = Context(
         app=app,
         settings=settings,
-        telemetry=Telemetry.create(registry, settings.max_members),
+        telemetry=telemetry,
         windows=window_specs(settings.window_seconds),
+        crashes=CrashPolicy(
+            telemetry.agent_crashes, settings.max_agent_crashes, settings.agent_crash_window
+        ),
     )
     for topic_name, table_name in FOLD_TABLES.items():
         fold.register(ctx, topic_name, table_name)

@@ -31,6 +31,12 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "emit_interval": (float, "seconds between score records of one key (CX_EMIT_INTERVAL)"),
     "session_timeout": (float, "consumer session timeout, s (CX_SESSION_TIMEOUT)"),
     "loglevel": (str, "worker log level (CX_LOGLEVEL)"),
+    "max_agent_crashes": (
+        int,
+        "stop the worker (exit 3) after this many crashes of one agent within"
+        " --agent-crash-window; 0: never (CX_MAX_AGENT_CRASHES)",
+    ),
+    "agent_crash_window": (float, "seconds, see --max-agent-crashes (CX_AGENT_CRASH_WINDOW)"),
     "batch_delivery": (
         parse_bool,
         "batch delivery to the agents, on by default; 0: Faust's per-record path"
@@ -97,6 +103,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from streams.app import create_app
+    from streams.supervision import EXIT_AGENT_CRASHES
     from streams.topics import create_topics, topic_specs
 
     _run(create_topics(settings.bootstrap, topic_specs(settings)))
@@ -111,7 +118,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # young collections can be rarer; objects alive at start-up are exempted from all scans.
     gc.set_threshold(50_000, 20, 100)
     gc.freeze()
-    worker.execute_from_commandline()  # handles SIGTERM/SIGINT: flush, commit, leave the group
+    try:
+        worker.execute_from_commandline()  # SIGTERM/SIGINT: flush, commit, leave the group
+    except SystemExit as done:
+        crashes = app.cx_context.crashes  # type: ignore[attr-defined]
+        if crashes.gave_up is not None and not done.code:
+            print(f"cxpulse worker: {crashes.gave_up}", file=sys.stderr, flush=True)
+            return EXIT_AGENT_CRASHES
+        raise
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import faust
 
 from streams.settings import Settings
+from streams.supervision import CrashPolicy
 from streams.telemetry import Telemetry
 from streams.windows import WindowSpec
 
@@ -17,6 +18,7 @@ class Context:
     settings: Settings
     telemetry: Telemetry
     windows: tuple[WindowSpec, ...]
+    crashes: CrashPolicy  # every agent's on_error
 
     @property
     def partials_topic(self) -> str:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -66,6 +66,7 @@ class BatchBuffer:
         self.done = done  # the agent's progress, for LeanConsumer.redeliver_lost
         self.queue: deque[Message] = deque()
         self.out: frozenset[int] = frozenset()  # partitions of the list handed out, until acked
+        self.handed: list[Message] = []  # that list
         self.throttled: set[TP] = set()  # partitions taken out of the fetch
         self.want = 1  # records the waiting agent wants before its `within` is up
         self.arrived = asyncio.Event()
@@ -138,12 +139,41 @@ class BatchBuffer:
             if not batch:
                 continue
             self.out = frozenset(m.partition for m in batch)
+            self.handed = batch
             try:
                 yield batch
                 for message in batch:
                     consumer.ack(message)
             finally:
-                self.out = frozenset()
+                # Not when a newer list is out: the generator of an agent that crashed is
+                # closed late (when its frames are freed), after its restarted agent's own took
+                # over this buffer.
+                if self.handed is batch:
+                    self.out, self.handed = frozenset(), []
+
+    def abandon(self) -> int:
+        """Forget the list handed out without acking it: its agent crashed on it.
+
+        The records stay unacked (no commit covers them; they are read again, as new messages,
+        by :meth:`LeanConsumer.redeliver_lost` or the gap check), but Faust no longer waits for
+        them: they were tracked (``Consumer.track_message``) and only an ack untracks them, so
+        a worker stopping after a crash waited for them in ``Consumer.wait_empty`` forever
+        (the crash keeps them alive: its traceback holds the batch). Returns how many."""
+        unacked = cast(Any, self.app.consumer)._unacked_messages  # what track_message adds to
+        dropped = [m for m in self.handed if not m.acked]
+        for message in dropped:
+            unacked.discard(message)
+        self.out, self.handed = frozenset(), []
+        return len(dropped)
+
+
+def abandon(app: AppT, topics: Iterable[str]) -> int:
+    """:meth:`BatchBuffer.abandon` for the buffers of ``topics`` (an agent's), if any."""
+    transport = app.transport
+    if not isinstance(transport, LeanTransport):
+        return 0  # Faust's own path: take_events' events
+    buffers = [transport.buffers.get(name) for name in topics]
+    return sum(b.abandon() for b in buffers if b is not None)
 
 
 # Faust hard-codes fetch_max_wait_ms=1500 (AIOKafkaConsumerThread._create_worker_consumer), and

@@ -59,6 +59,10 @@ class Settings:
     max_future_s: int = 300
     max_message_bytes: int = 65536
     session_timeout: float = 10.0
+    # The worker stops (exit status 3) when one agent crashed this many times within
+    # agent_crash_window seconds; 0: never (streams/supervision.py).
+    max_agent_crashes: int = 5
+    agent_crash_window: float = 300.0
     loglevel: str = "warning"
     # alert rules (SPEC §6); windows must be among `windows`
     alert_rules: tuple[str, ...] = (

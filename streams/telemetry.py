@@ -67,6 +67,7 @@ class Telemetry:
     watermark_lag: Gauge
     processing: Histogram
     scores_emitted: Counter
+    agent_crashes: Counter
     cap: LabelCap
     # labels -> [samples, value, ci low, ci high] children of the score gauges, None while the
     # series is absent: set_score runs for every emitted score, and prometheus_client's
@@ -146,6 +147,12 @@ class Telemetry:
             ),
             scores_emitted=Counter(
                 "cx_scores_emitted", "Score records published to cx.scores", registry=r
+            ),
+            agent_crashes=Counter(
+                "cx_agent_crashes",
+                "Agent crashes (Faust restarts the agent; streams/supervision.py)",
+                ("agent",),
+                registry=r,
             ),
             cap=LabelCap(max_members),
         )

@@ -18,6 +18,7 @@ from streams.agents.expiry import ExpiryScan, ExpirySchedule, chunk_for
 from streams.aggregate import partition_of
 from streams.context import Context
 from streams.state import BatchResult, Folder, Record
+from streams.supervision import supervise
 from streams.tables import SourcePartitionedTable
 from streams.topics import DEAD_LETTER, FOLLOWUPS
 
@@ -77,7 +78,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                         writes[key] = None
             await commit(ctx, table, topic_name, result)
 
-    return app.agent(topic, name=table_name)(fold)
+    return supervise(app.agent(topic, name=table_name)(fold), ctx.crashes)
 
 
 async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult) -> None:

@@ -17,6 +17,7 @@ from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
 from streams.settings import Settings, parse_duration
 from streams.state import Record
+from streams.supervision import supervise
 from streams.tables import MergeTable
 from streams.topics import ALERTS, SCORES
 
@@ -79,7 +80,7 @@ class MergeService:
             value_serializer="raw",
             partitions=s.partitions,
         )
-        app.agent(topic, name="merge")(self.consume)
+        supervise(app.agent(topic, name="merge")(self.consume), ctx.crashes)
         self.partials_log = gaps.InputLog(s.bootstrap, ctx.partials_topic)
         app.timer(max(0.05, s.emit_interval / 4), name="emit-scores")(self.tick)
 

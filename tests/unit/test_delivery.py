@@ -90,12 +90,16 @@ class _Consumer:
         self.acked: list[int] = []
         self.full: list[TP] = []
         self.dropped: list[TP] = []
+        self._unacked_messages: set[Any] = set()  # Faust's: a WeakSet
 
     def track_message(self, m: Any) -> None:
         self.tracked.append(m.offset)
+        self._unacked_messages.add(m)
 
     def ack(self, m: Any) -> bool:
         self.acked.append(m.offset)
+        self._unacked_messages.discard(m)
+        m.acked = True
         return True
 
     def on_buffer_full(self, tp: TP) -> None:
@@ -139,6 +143,29 @@ async def test_batches_are_acked_only_when_the_next_is_asked_for() -> None:
     assert app.consumer.acked == [0, 1, 2]  # the first batch, now that it was folded
     await it.aclose()  # the agent stopped or crashed while folding the second batch
     assert app.consumer.acked == [0, 1, 2]
+
+
+async def test_the_batch_of_a_crashed_agent_is_untracked_not_acked() -> None:
+    """``BatchBuffer.abandon`` (streams/supervision.py calls it when an agent crashed): Faust
+    stops waiting for the batch (``Consumer.wait_empty`` waited for it forever when the worker
+    stopped after a crash) and nothing acks it (no commit covers it, it is read again). The
+    crashed agent's generator, closed late, leaves its restarted agent's batch alone."""
+    app = _App()
+    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
+    _put(buffer, *(_Message(0, o) for o in range(6)))
+    crashed = buffer.batches(3, within=0.05)
+    assert [m.offset for m in await crashed.__anext__()] == [0, 1, 2]
+    assert {m.offset for m in app.consumer._unacked_messages} == {0, 1, 2}
+    assert buffer.abandon() == 3  # the agent raised while folding it
+    assert app.consumer._unacked_messages == set() and app.consumer.acked == []
+    assert buffer.pending() == {0}  # offsets 3..5 still wait here
+    restarted = buffer.batches(3, within=0.05)
+    second = await restarted.__anext__()
+    assert [m.offset for m in second] == [3, 4, 5] and buffer.handed is second
+    await crashed.aclose()  # the crashed agent's generator, finalized only now
+    assert buffer.handed is second and buffer.out == {0}
+    assert buffer.abandon() == 3 and app.consumer.acked == []
+    await restarted.aclose()
 
 
 async def test_a_partial_batch_waits_for_within_then_goes() -> None:
