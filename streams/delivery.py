@@ -1,4 +1,4 @@
-"""Batch delivery: input records reach our agents as lists, without per-record asyncio tasks.
+"""Batch delivery: input records reach our agents as lists, without per-record Faust objects.
 
 Why: stock faust-streaming 0.15.3 hands every record to the agents one at a time.
 ``Consumer._drain_messages`` awaits ``wait_first(callback(message), suspend_flow.wait())`` per
@@ -10,75 +10,109 @@ record (4 tasks and an ``asyncio.wait``), the conductor's ``on_message`` decodes
 What replaces what (faust-streaming 0.15.3; ``tests/unit/test_delivery.py`` fails if any of
 these change upstream, versions pinned in ``pyproject.toml``):
 
-- ``LeanConsumer._drain_messages`` is ``Consumer._drain_messages`` (faust/transport/consumer.py)
-  with one line changed: a record of a topic that has a :class:`BatchBuffer` is appended to it
-  instead of ``wait_first(callback(message), ...)``. Fetching (``getmany``: flow, generation
-  and paused-partition checks), read offsets, gaps and ``commit_every`` are unchanged; so is the
-  path of every other topic (changelogs, leader topic).
+- :meth:`LeanConsumer._wait_next_records` takes the records of a topic that has a
+  :class:`BatchBuffer` out of each fetch result, a partition's list at a time, before
+  ``Consumer.getmany`` turns them into ``ConsumerMessage`` objects one by one; the rest
+  (changelogs, the leader topic) go on through Faust's own ``getmany`` and drain loop. What
+  those two did per record is done once per partition's list: the flow, generation and
+  active-partition checks and the end-offset sensor of ``getmany``; the read offsets, gaps,
+  ``commit_every`` and the flow-control wait of ``_drain_messages`` (whose wait stood for the
+  conductor's ``on_message``). Since 2026-12-07; before, a copy of the drain loop put each
+  ``ConsumerMessage`` into the buffer: with its tracking and acks ~6 us per record, against
+  ~1 now (README, "Performance").
 - The conductor's ``on_message`` (``ConductorCompiler.build``) for those records: it waited for
-  flow control (kept: the drain waits for it like the conductor, and drops the record when the
-  consumer's flow is stopped meanwhile, as the cancelled ``wait_first`` did) and for the
-  producer buffer to ebb (our writers do not use Faust's producer buffer: streams/tables.py).
-  Back-pressure is the same: a full buffer takes its partitions out of the fetch
-  (``Consumer.on_buffer_full`` / ``on_buffer_drop``, as the agent queue did).
+  flow control (kept, see above: records are dropped when the consumer's flow is stopped
+  meanwhile, as the cancelled ``wait_first`` did) and for the producer buffer to ebb (our
+  writers do not use Faust's producer buffer: streams/tables.py). Back-pressure is the same: a
+  full buffer takes its partitions out of the fetch (``Consumer.on_buffer_full`` /
+  ``on_buffer_drop``, as the agent queue did).
 - ``Stream._py_aiter`` + ``Stream.take_events`` for those records: :meth:`BatchBuffer.batches`
-  skips records of an older consumer generation (as the stream does), tracks the records it
-  hands over as unacked (``Consumer.track_message``, so rebalances and shutdown wait for them,
-  ``Consumer.wait_empty``) and acks them (``Consumer.ack``, which is what Faust's commit
-  reads) only when the agent asks for the next batch, i.e. after the batch was folded and
-  ``table.changelog_sent()`` returned. Unlike ``take_events`` it does not ack a batch whose
-  body raised: those records are then never committed in this process (the gaps guard,
-  streams/agents/gaps.py, reads them back if later records of the partition arrive).
+  skips records of an older consumer generation (as the stream does), tracks each list it
+  hands over as unacked (:meth:`LeanConsumer.track_batch`: one entry in Faust's unacked set
+  per list, so rebalances and shutdown wait for it, ``Consumer.wait_empty``) and acks its
+  records (:meth:`LeanConsumer.ack_batch`: ``Consumer.ack``'s bookkeeping, which is what
+  Faust's commit reads, once per partition) only when the agent asks for the next list, i.e.
+  after the batch was folded and ``table.changelog_sent()`` returned. Unlike ``take_events``
+  it does not ack a batch whose body raised: those records are then never committed in this
+  process (the gaps guard, streams/agents/gaps.py, reads them back if later records of the
+  partition arrive).
 - Revocation clears the buffers: they are registered with ``app.flow_control`` like the agent
   queues (``FlowControlEvent.manage_queue``).
 - Added: :meth:`LeanConsumer.redeliver_lost` reads again records the aiokafka consumer took
   but that their agent never folded (docs/crash-safety.md, "Batch delivery").
 
-Installed by :func:`install` from ``create_app`` for ``kafka://`` brokers. Agents read through
-:func:`batches`, which falls back to ``take_events`` when the stream is not fed by our consumer
-(``agent.test_context()``, other transports).
+Agents get :class:`streams.state.Record` tuples. Installed by :func:`install` from
+``create_app`` for ``kafka://`` brokers. Agents read through :func:`batches`, which falls back
+to ``take_events`` when the stream is not fed by our consumer (``agent.test_context()``, other
+transports).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import faust
+from faust.sensors.monitor import Monitor
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, AppT, Message
+from faust.types import TP, AppT
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
-from streams.delivery_drain import drain_messages
+from streams.state import Record
 
 #: An agent's progress: partition -> ``[last offset done, ...]``, or None when nothing is done
 #: (stage 1's ``{p}|p`` seal, stage 2's applied partials offset).
 Done = Callable[[int], Any]
 
 
+class Handed:
+    """A list of records handed to an agent, in Faust's set of unacked messages until acked:
+    ``Consumer.wait_empty`` (rebalance, shutdown) waits while the set holds anything that is
+    not ``acked``, and its log reads ``refcount``."""
+
+    __slots__ = ("acked", "refcount", "size", "__weakref__")
+
+    def __init__(self, size: int) -> None:
+        self.acked = False
+        self.refcount = 1
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"<records handed to an agent: {self.size}>"
+
+
 class BatchBuffer:
     """The records of one topic waiting for its agent (that agent has concurrency 1)."""
 
-    def __init__(self, app: AppT, high_water: int, done: Done | None = None) -> None:
+    def __init__(
+        self, app: AppT, high_water: int, done: Done | None = None, topic: str = ""
+    ) -> None:
         self.app = app
+        self.topic = topic
         self.high_water = high_water
         self.done = done  # the agent's progress, for LeanConsumer.redeliver_lost
-        self.queue: deque[Message] = deque()
+        # (consumer generation, partition, records of that partition in offset order)
+        self.queue: deque[tuple[int, int, list[Record]]] = deque()
+        self.size = 0  # records in the queue
         self.out: frozenset[int] = frozenset()  # partitions of the list handed out, until acked
-        self.handed: list[Message] = []  # that list
+        self.handed: list[Record] = []  # that list
+        self.tracker: Handed | None = None  # its entry in Faust's unacked set
         self.throttled: set[TP] = set()  # partitions taken out of the fetch
         self.want = 1  # records the waiting agent wants before its `within` is up
         self.arrived = asyncio.Event()
         app.flow_control.manage_queue(cast(Any, self))  # cleared on revocation
 
-    def put(self, tp: TP, message: Message) -> None:
-        queue = self.queue
-        queue.append(message)
-        if len(queue) >= self.want:
+    def put(self, tp: TP, records: list[Record], generation: int) -> None:
+        """Records of one partition, in offset order, fetched in consumer ``generation``."""
+        self.queue.append((generation, tp.partition, records))
+        self.size += len(records)
+        if self.size >= self.want:
             self.arrived.set()
-        if len(queue) >= self.high_water and tp not in self.throttled:
-            # The drain's tp is aiokafka's TopicPartition (the keys of its fetch result);
+        if self.size >= self.high_water and tp not in self.throttled:
+            # The fetch's tp is aiokafka's TopicPartition (the keys of its fetch result);
             # Faust's active-partition set must hold Faust's TP: on_buffer_drop adds it back
             # and _get_active_partitions asserts the type (a 1M-event replay crashed there).
             tp = TP(tp.topic, tp.partition)
@@ -87,34 +121,54 @@ class BatchBuffer:
 
     def pending(self) -> set[int]:
         """Partitions with records waiting here or handed to the agent and not acked yet."""
-        return {m.partition for m in self.queue} | self.out
+        return {p for _g, p, _records in self.queue} | self.out
 
     def clear(self) -> None:
         self.queue.clear()
+        self.size = 0
         self._release()
 
     def _release(self) -> None:
-        if self.throttled and len(self.queue) <= self.high_water // 2:
+        if self.throttled and self.size <= self.high_water // 2:
             for tp in self.throttled:
                 self.app.consumer.on_buffer_drop(tp)
             self.throttled.clear()
 
-    async def batches(self, max_: int, within: float) -> AsyncIterator[list[Message]]:
+    def _take(self, max_: int) -> list[Record]:
+        """Up to ``max_`` records off the queue, without those of an older generation or taken
+        while the flow is stopped (``Stream._py_aiter`` skips them too)."""
+        app, queue = self.app, self.queue
+        generation = app.consumer_generation_id
+        batch: list[Record] = []
+        while queue and len(batch) < max_:
+            gen, p, records = queue[0]
+            room = max_ - len(batch)
+            if len(records) <= room:
+                queue.popleft()
+            else:
+                queue[0] = (gen, p, records[room:])
+                records = records[:room]
+            self.size -= len(records)
+            if gen == generation and app.flow_control.is_active():
+                batch.extend(records)
+        return batch
+
+    async def batches(self, max_: int, within: float) -> AsyncIterator[list[Record]]:
         """Lists of at most ``max_`` records: as soon as ``max_`` are there, else ``within``
         seconds after the previous list (at once when that is past). Each list is acked
         when the next one is asked for."""
-        app, consumer, loop = self.app, self.app.consumer, asyncio.get_running_loop()
-        acking = app.topics.acking_topics
+        app, loop = self.app, asyncio.get_running_loop()
+        consumer = cast(LeanConsumer, app.consumer)
         last = 0.0
         while True:
             await app.flow_control.acquire()
             self.want = max_
-            while len(self.queue) < max_:
+            while self.size < max_:
                 remaining = last + within - loop.time()
-                if remaining <= 0 and self.queue:
+                if remaining <= 0 and self.size:
                     break
                 self.arrived.clear()
-                if not self.queue:
+                if not self.size:
                     self.want = 1
                     await self.arrived.wait()
                     self.want = max_
@@ -124,47 +178,42 @@ class BatchBuffer:
                         await self.arrived.wait()
                 except TimeoutError:
                     break
-            generation = app.consumer_generation_id
-            queue, batch = self.queue, []
-            for _ in range(min(max_, len(queue))):
-                message = queue.popleft()
-                if message.generation_id != generation or not app.flow_control.is_active():
-                    continue  # fetched before a rebalance: Stream._py_aiter skips it too
-                if message.topic in acking and not message.tracked:
-                    message.tracked = True
-                    consumer.track_message(message)
-                batch.append(message)
+            batch = self._take(max_)
             self._release()
             last = loop.time()
             if not batch:
                 continue
-            self.out = frozenset(m.partition for m in batch)
-            self.handed = batch
+            # read per list: the conductor fills acking_topics after the agent subscribed
+            acking = self.topic in app.topics.acking_topics
+            tracker = consumer.track_batch(self.topic, batch) if acking else None
+            self.out = frozenset(r.partition for r in batch)
+            self.handed, self.tracker = batch, tracker
             try:
                 yield batch
-                for message in batch:
-                    consumer.ack(message)
+                if tracker is not None:
+                    consumer.ack_batch(self.topic, batch, tracker)
             finally:
                 # Not when a newer list is out: the generator of an agent that crashed is
                 # closed late (when its frames are freed), after its restarted agent's own took
                 # over this buffer.
                 if self.handed is batch:
-                    self.out, self.handed = frozenset(), []
+                    self.out, self.handed, self.tracker = frozenset(), [], None
 
     def abandon(self) -> int:
         """Forget the list handed out without acking it: its agent crashed on it.
 
-        The records stay unacked (no commit covers them; they are read again, as new messages,
+        The records stay unacked (no commit covers them; they are read again, as new records,
         by :meth:`LeanConsumer.redeliver_lost` or the gap check), but Faust no longer waits for
-        them: they were tracked (``Consumer.track_message``) and only an ack untracks them, so
-        a worker stopping after a crash waited for them in ``Consumer.wait_empty`` forever
-        (the crash keeps them alive: its traceback holds the batch). Returns how many."""
-        unacked = cast(Any, self.app.consumer)._unacked_messages  # what track_message adds to
-        dropped = [m for m in self.handed if not m.acked]
-        for message in dropped:
-            unacked.discard(message)
-        self.out, self.handed = frozenset(), []
-        return len(dropped)
+        them: the list was tracked (:meth:`LeanConsumer.track_batch`) and only its ack untracks
+        it, so a worker stopping after a crash waited for it in ``Consumer.wait_empty`` forever
+        (the crash keeps it alive: its traceback holds the batch). Returns how many."""
+        tracker, dropped = self.tracker, len(self.handed)
+        if tracker is not None:
+            if tracker.acked:
+                dropped = 0
+            cast(Any, self.app.consumer)._unacked_messages.discard(tracker)
+        self.out, self.handed, self.tracker = frozenset(), [], None
+        return dropped
 
 
 def abandon(app: AppT, topics: Iterable[str]) -> int:
@@ -191,13 +240,129 @@ class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class LeanConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with the drain loop of :mod:`streams.delivery_drain` and a
+    """Faust's aiokafka consumer with batch delivery (:meth:`_wait_next_records`) and a
     shorter fetch wait (:data:`FETCH_MAX_WAIT_MS`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._suspects: dict[TP, tuple[int, int]] = {}
         self._watching = True  # False once aiokafka's internals were not what we read
+
+    async def _wait_next_records(
+        self,
+        timeout: float,  # noqa: ASYNC109 - Faust's signature
+    ) -> tuple[Any, set[TP] | None]:
+        """Faust's fetch, minus the records of the topics with a :class:`BatchBuffer`: those
+        go to their buffer here, a partition's list at a time (the module doc lists what of
+        Faust's per-record path this does once per list)."""
+        records, active = await super()._wait_next_records(timeout)
+        transport = self.transport
+        buffers = transport.buffers if isinstance(transport, LeanTransport) else None
+        if not records or not buffers or self.should_stop or not self.flow_active:
+            return records, active  # getmany seeks back when the flow is not active
+        if not any(tp.topic in buffers for tp in records):
+            return records, active
+        generation = self.app.consumer_generation_id
+        rest = {}
+        for tp, fetched in records.items():
+            buffer = buffers.get(tp.topic)
+            if buffer is None:
+                rest[tp] = fetched
+            elif fetched:
+                await self._to_buffer(tp, fetched, active, buffer, generation)
+        return rest, active
+
+    async def _to_buffer(
+        self, tp: Any, fetched: Sequence[Any], active: set[TP] | None, buffer: BatchBuffer,
+        generation: int,
+    ) -> None:  # fmt: skip
+        app = self.app
+        # Consumer.getmany, per record: the flow, the generation, the active partitions
+        if not self.flow_active or app.consumer_generation_id != generation:
+            return
+        if not (active is None or tp in active or tp in self._buffered_partitions):
+            return
+        app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        # Consumer._drain_messages, per record: records below the read offset are dropped, a
+        # jump past it is a gap (acked as such, so commits can pass it), commit_every
+        r_offset = self._read_offset[tp]
+        if r_offset is not None and fetched[0].offset < r_offset:
+            fetched = [r for r in fetched if r.offset >= r_offset]
+            if not fetched:
+                return
+        if app.topics.acks_enabled_for(tp.topic) and (
+            (r_offset and fetched[0].offset - r_offset > 1)
+            or fetched[-1].offset - fetched[0].offset != len(fetched) - 1
+        ):
+            prev = r_offset
+            for record in fetched:
+                if prev and record.offset - prev > 1:
+                    await self._add_gap(tp, prev + 1, record.offset)
+                prev = record.offset
+        commit_every = self._commit_every
+        if commit_every is not None and self._n_acked >= commit_every:
+            self._n_acked = 0
+            await self.commit()
+        self._read_offset[tp] = fetched[-1].offset
+        # the conductor's on_message: wait for flow control; dropped if it stopped meanwhile
+        flow_control = app.flow_control
+        if not flow_control.is_active():
+            await self.wait_first(flow_control.acquire(), self.suspend_flow.wait())
+        if flow_control.is_active():
+            buffer.put(
+                tp,
+                [Record(r.partition, r.offset, r.value, r.timestamp or 0, r.key) for r in fetched],
+                generation,
+            )
+
+    def track_batch(self, topic: str, batch: list[Record]) -> Handed:
+        """``Consumer.track_message`` for a list of records: one entry in the unacked set,
+        and the Monitor's received counts (``Monitor.on_message_in``; other sensors are not
+        called for batch-delivered records)."""
+        tracker = Handed(len(batch))
+        self._unacked_messages.add(cast(Any, tracker))
+        monitor = self.app.monitor
+        if isinstance(monitor, Monitor):
+            n = len(batch)
+            monitor.messages_received_total += n
+            monitor.messages_active += n
+            monitor.messages_received_by_topic[topic] += n
+            for record in batch:  # the last offset per partition
+                monitor.tp_read_offsets[TP(topic, record.partition)] = record.offset
+        return tracker
+
+    def ack_batch(self, topic: str, batch: list[Record], tracker: Handed) -> None:
+        """``Consumer.ack`` for every record of ``batch`` (what Faust's commit reads), and the
+        list's entry out of the unacked set."""
+        with ack_lock:
+            if tracker.acked:
+                return
+            tracker.acked = True
+            self._unacked_messages.discard(cast(Any, tracker))
+            try:
+                if not self.app.topics.acks_enabled_for(topic):
+                    return
+                by_partition: dict[int, list[int]] = {}
+                for record in batch:
+                    offsets = by_partition.get(record.partition)
+                    if offsets is None:
+                        by_partition[record.partition] = [record.offset]
+                    else:
+                        offsets.append(record.offset)
+                for p, offsets in by_partition.items():
+                    tp = TP(topic, p)
+                    committed = self._committed_offset[tp]
+                    acked_index = self._acked_index[tp]
+                    new = [
+                        o for o in offsets
+                        if (committed is None or o >= committed) and o not in acked_index
+                    ]  # fmt: skip
+                    if new:
+                        acked_index.update(new)
+                        self._acked[tp].extend(new)
+                        self._n_acked += len(new)
+            finally:
+                notify(self._waiting_for_ack)
 
     def unfolded(self, buffers: Mapping[str, BatchBuffer]) -> dict[TP, tuple[int, int]]:
         """Partitions whose records the aiokafka consumer took past what their agent folded,
@@ -285,13 +450,6 @@ class LeanConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> LeanConsumerThread:
         return LeanConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via a worker
-        transport = cast(LeanTransport, self.transport)
-        if not transport.batch:
-            await super()._drain_messages(fetcher)  # Faust's own per-record path
-            return
-        await drain_messages(self, fetcher, transport.buffers)
-
 
 class LeanTransport(faust_aiokafka.Transport):
     Consumer = LeanConsumer
@@ -326,9 +484,9 @@ def install(app: faust.App, batch: bool = True) -> None:
 
 async def batches(
     stream: faust.StreamT, max_: int, within: float, done: Done | None = None
-) -> AsyncIterator[list[Any]]:
-    """The agent's records in lists (``Message``: topic, partition, offset, key, value,
-    timestamp in seconds), acked when the next list is asked for. ``done``: the agent's
+) -> AsyncIterator[list[Record]]:
+    """The agent's records in lists of :class:`streams.state.Record`, acked when the next list
+    is asked for. ``done``: the agent's
     progress per partition, which lets :meth:`LeanConsumer.redeliver_lost` find records taken
     from the broker but never folded."""
     app, channel = stream.app, stream.channel
@@ -345,10 +503,13 @@ async def batches(
         high_water = max(2 * max_, app.conf.stream_buffer_maxsize)
         buffer = transport.buffers.get(names[0])
         if buffer is None:  # an agent restarted after a crash keeps its topic's buffer
-            buffer = transport.buffers[names[0]] = BatchBuffer(app, high_water)
+            buffer = transport.buffers[names[0]] = BatchBuffer(app, high_water, topic=names[0])
         buffer.done = done
         async for batch in buffer.batches(max_, within):
             yield batch
         return
     async for events in cast(Any, stream).take_events(max_, within=within):
-        yield [e.message for e in events]
+        yield [
+            Record(m.partition, m.offset, m.value, int((m.timestamp or 0) * 1000), m.key)
+            for m in (e.message for e in events)
+        ]

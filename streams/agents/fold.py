@@ -17,7 +17,7 @@ from streams.agents import gaps
 from streams.agents.expiry import ExpiryScan, ExpirySchedule, chunk_for
 from streams.aggregate import partition_of
 from streams.context import Context
-from streams.state import BatchResult, Folder, Record
+from streams.state import BatchResult, Folder
 from streams.supervision import supervise
 from streams.tables import SourcePartitionedTable
 from streams.topics import DEAD_LETTER, FOLLOWUPS
@@ -53,12 +53,8 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
         def seal(p: int) -> Any:
             return table.get(f"{p}|p")
 
-        async for messages in delivery.batches(stream, s.batch_size, s.batch_within, seal):
-            records = [
-                Record(m.partition, m.offset, m.value, int((m.timestamp or 0) * 1000), m.key)
-                for m in messages
-            ]
-            records = await gaps.in_order(records, seal, input_log)
+        async for batch in delivery.batches(stream, s.batch_size, s.batch_within, seal):
+            records = await gaps.in_order(batch, seal, input_log)
             result = folder.fold(records, int(time.time() * 1000))
             wall_due = expiry.wall_due()
             due = []

@@ -16,7 +16,6 @@ from streams.aggregate import OFFSET, Emission, Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
 from streams.settings import Settings, parse_duration
-from streams.state import Record
 from streams.supervision import supervise
 from streams.tables import MergeTable
 from streams.topics import ALERTS, SCORES
@@ -96,10 +95,9 @@ class MergeService:
         return not app.rebalancing and not app.in_recovery
 
     async def consume(self, stream: faust.StreamT) -> None:
-        async for messages in delivery.batches(stream, 5000, 0.05, self.applied):
+        async for batch in delivery.batches(stream, 5000, 0.05, self.applied):
             async with self.lock:
-                records = [Record(m.partition, m.offset, m.value, 0, m.key) for m in messages]
-                records = await gaps.in_order(records, self.applied, self.partials_log)
+                records = await gaps.in_order(batch, self.applied, self.partials_log)
                 applied = {q: self.applied_offset(q) for q in {r.partition for r in records}}
                 done: dict[int, int] = {}
                 now_ms = int(time.time() * 1000)

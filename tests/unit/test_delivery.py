@@ -6,33 +6,40 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import re
-import textwrap
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from faust.sensors.monitor import Monitor
 from faust.streams import Stream
 from faust.transport.conductor import ConductorCompiler
 from faust.transport.consumer import Consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
-from streams import delivery_drain
-from streams.delivery import BatchBuffer, LeanConsumer
+from streams.delivery import BatchBuffer, Handed, LeanConsumer, LeanTransport
+from streams.state import Record
 
 # sha256 (first 16 hex digits) of the upstream source (faust-streaming 0.15.3, mode 0.4).
-# If one changes: read the upstream change, port it to streams/delivery*.py, update the hash.
+# If one changes: read the upstream change, port it to streams/delivery.py, update the hash.
 REPLACED: dict[Callable[..., Any], str] = {
-    Consumer._drain_messages: "44a2500309e83c63",  # copied in delivery_drain.py
+    # done once per partition's list by LeanConsumer._wait_next_records / _to_buffer:
+    Consumer._drain_messages: "44a2500309e83c63",  # read offsets, gaps, commit_every, flow
+    Consumer.getmany: "4b168d84882a70d6",  # flow, generation, active partitions, end offsets
     ConductorCompiler.build: "837cf521368c1ee4",  # on_message: flow control, back-pressure
     Stream._py_aiter: "3a48ee257a65435b",  # generation skip, track_message
     Stream.take_events: "607d48aead118ba8",  # batching, acks
+    Consumer.track_message: "217d7f1399a4cd8e",  # LeanConsumer.track_batch
+    Consumer.ack: "5fcf41cf45153475",  # LeanConsumer.ack_batch
+    Monitor.on_message_in: "b2a9a9045b2f456c",  # LeanConsumer.track_batch
     # relied on as they are:
-    Consumer.getmany: "4b168d84882a70d6",
-    Consumer.track_message: "217d7f1399a4cd8e",
-    Consumer.ack: "5fcf41cf45153475",
+    Consumer._wait_next_records: "6218e1969a636b3f",  # returns (records, active partitions)
+    Consumer.wait_empty: "e4662fe24f094819",  # waits while an unacked entry is not `acked`
+    Consumer._clean_unacked_messages: "11be2587e71c9162",
     Consumer.on_buffer_full: "c8961679e0bcdce5",
     Consumer.on_buffer_drop: "4b57e8a418d5ad9c",
     FlowControlEvent.manage_queue: "a9a01679eaacf42c",
@@ -47,44 +54,13 @@ def test_upstream_code_is_the_version_delivery_replaces(fn: Callable[..., Any]) 
     assert digest == REPLACED[fn], f"{fn.__qualname__} changed upstream: review streams/delivery*"
 
 
-def _body_lines(source: str) -> list[str]:
-    """Code lines after the signature, dedented, without comments and blank lines."""
-    body = textwrap.dedent(source.split(") -> None:", 1)[1].split("\n", 1)[1])
-    out = []
-    for line in body.splitlines():
-        code = re.sub(r"\s*#.*$", "", line).rstrip()
-        if code.strip() and not code.strip().startswith("#"):
-            out.append(code)
-    return out
-
-
-def test_drain_copy_differs_from_upstream_only_where_marked() -> None:
-    upstream = _body_lines(inspect.getsource(Consumer._drain_messages))
-    ours = _body_lines(inspect.getsource(delivery_drain.drain_messages))
-    setup = ["flow_control = self.app.flow_control", "flow_active = flow_control.is_active",
-             "get_buffer = buffers.get"]  # fmt: skip
-    ours = [line for line in ours if line.strip() not in setup]
-    start = next(i for i, line in enumerate(ours) if "get_buffer(tp.topic)" in line)
-    end = next(i for i, line in enumerate(ours) if "buffer.put(tp, message)" in line)
-    replaced = next(i for i, line in enumerate(upstream) if "await self.wait_first(" in line)
-    assert ours[:start] == upstream[:replaced]
-    assert ours[end + 1 :] == upstream[replaced + 3 :]  # the call spans three lines upstream
-    assert [line.strip() for line in upstream[replaced : replaced + 3]] == [
-        "await self.wait_first(",
-        "callback(message), self.suspend_flow.wait()",
-        ")",
-    ]
-
-
-class _Message:
-    def __init__(self, partition: int, offset: int, generation: int = 1) -> None:
-        self.topic, self.partition, self.offset = "t", partition, offset
-        self.tp = TP("t", partition)
-        self.generation_id = generation
-        self.tracked = self.acked = False
+def _rec(p: int, o: int) -> Record:
+    return Record(p, o, b"{}", 1_000 + o, b"k")
 
 
 class _Consumer:
+    """What BatchBuffer calls on LeanConsumer, recorded."""
+
     def __init__(self) -> None:
         self.tracked: list[int] = []
         self.acked: list[int] = []
@@ -92,15 +68,17 @@ class _Consumer:
         self.dropped: list[TP] = []
         self._unacked_messages: set[Any] = set()  # Faust's: a WeakSet
 
-    def track_message(self, m: Any) -> None:
-        self.tracked.append(m.offset)
-        self._unacked_messages.add(m)
+    def track_batch(self, topic: str, batch: list[Record]) -> Handed:
+        assert topic == "t"
+        self.tracked += [r.offset for r in batch]
+        tracker = Handed(len(batch))
+        self._unacked_messages.add(tracker)
+        return tracker
 
-    def ack(self, m: Any) -> bool:
-        self.acked.append(m.offset)
-        self._unacked_messages.discard(m)
-        m.acked = True
-        return True
+    def ack_batch(self, topic: str, batch: list[Record], tracker: Handed) -> None:
+        self.acked += [r.offset for r in batch]
+        self._unacked_messages.discard(tracker)
+        tracker.acked = True
 
     def on_buffer_full(self, tp: TP) -> None:
         assert type(tp) is TP  # Faust's Consumer._get_active_partitions asserts it
@@ -114,6 +92,9 @@ class _Consumer:
 class _Topics:
     acking_topics = {"t"}
 
+    def acks_enabled_for(self, topic: str) -> bool:
+        return topic in self.acking_topics
+
 
 class _App:
     def __init__(self) -> None:
@@ -124,22 +105,27 @@ class _App:
         self.consumer_generation_id = 1
 
 
-def _put(buffer: BatchBuffer, *messages: _Message) -> None:
-    for m in messages:
-        # the drain hands over aiokafka's TopicPartition (the keys of its fetch result)
-        buffer.put(TopicPartition(m.topic, m.partition), m)  # type: ignore[arg-type]
+def _buffer(app: Any, high_water: int = 100) -> BatchBuffer:
+    return BatchBuffer(app, high_water=high_water, topic="t")
+
+
+def _put(buffer: BatchBuffer, *records: Record, generation: int = 1) -> None:
+    """As the fetch does: a partition's records at a time (aiokafka's TopicPartition)."""
+    for r in records:
+        buffer.put(TopicPartition("t", r.partition), [r], generation)  # type: ignore[arg-type]
 
 
 async def test_batches_are_acked_only_when_the_next_is_asked_for() -> None:
     app = _App()
-    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
-    _put(buffer, *(_Message(0, o) for o in range(5)))
+    buffer = _buffer(app)
+    buffer.put(TopicPartition("t", 0), [_rec(0, o) for o in range(5)], 1)  # type: ignore[arg-type]
     it = buffer.batches(3, within=1.0)
     first = await it.__anext__()  # full: no waiting for `within`
-    assert [m.offset for m in first] == [0, 1, 2]
+    assert [r.offset for r in first] == [0, 1, 2]
     assert app.consumer.tracked == [0, 1, 2] and app.consumer.acked == []
+    assert buffer.size == 2  # the rest of the partition's list waits
     second = await asyncio.wait_for(it.__anext__(), 5.0)  # the rest, after `within`
-    assert [m.offset for m in second] == [3, 4]
+    assert [r.offset for r in second] == [3, 4]
     assert app.consumer.acked == [0, 1, 2]  # the first batch, now that it was folded
     await it.aclose()  # the agent stopped or crashed while folding the second batch
     assert app.consumer.acked == [0, 1, 2]
@@ -151,17 +137,17 @@ async def test_the_batch_of_a_crashed_agent_is_untracked_not_acked() -> None:
     stopped after a crash) and nothing acks it (no commit covers it, it is read again). The
     crashed agent's generator, closed late, leaves its restarted agent's batch alone."""
     app = _App()
-    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
-    _put(buffer, *(_Message(0, o) for o in range(6)))
+    buffer = _buffer(app)
+    _put(buffer, *(_rec(0, o) for o in range(6)))
     crashed = buffer.batches(3, within=0.05)
-    assert [m.offset for m in await crashed.__anext__()] == [0, 1, 2]
-    assert {m.offset for m in app.consumer._unacked_messages} == {0, 1, 2}
+    assert [r.offset for r in await crashed.__anext__()] == [0, 1, 2]
+    assert [t.size for t in app.consumer._unacked_messages] == [3]
     assert buffer.abandon() == 3  # the agent raised while folding it
     assert app.consumer._unacked_messages == set() and app.consumer.acked == []
     assert buffer.pending() == {0}  # offsets 3..5 still wait here
     restarted = buffer.batches(3, within=0.05)
     second = await restarted.__anext__()
-    assert [m.offset for m in second] == [3, 4, 5] and buffer.handed is second
+    assert [r.offset for r in second] == [3, 4, 5] and buffer.handed is second
     await crashed.aclose()  # the crashed agent's generator, finalized only now
     assert buffer.handed is second and buffer.out == {0}
     assert buffer.abandon() == 3 and app.consumer.acked == []
@@ -170,32 +156,64 @@ async def test_the_batch_of_a_crashed_agent_is_untracked_not_acked() -> None:
 
 async def test_a_partial_batch_waits_for_within_then_goes() -> None:
     app = _App()
-    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
+    buffer = _buffer(app)
     it = buffer.batches(10, within=0.2)
-    _put(buffer, _Message(0, 0))
+    _put(buffer, _rec(0, 0))
     t0 = asyncio.get_running_loop().time()
-    assert [m.offset for m in await it.__anext__()] == [0]  # idle before: at once
-    _put(buffer, _Message(0, 1))
-    assert [m.offset for m in await it.__anext__()] == [1]
+    assert [r.offset for r in await it.__anext__()] == [0]  # idle before: at once
+    _put(buffer, _rec(0, 1))
+    assert [r.offset for r in await it.__anext__()] == [1]
     assert asyncio.get_running_loop().time() - t0 >= 0.19  # within after the previous batch
     await it.aclose()
 
 
 async def test_records_of_an_older_generation_are_skipped_not_tracked() -> None:
     app = _App()
-    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
-    _put(buffer, _Message(0, 7, generation=1), _Message(0, 8, generation=2))
+    buffer = _buffer(app)
+    _put(buffer, _rec(0, 7), generation=1)
+    _put(buffer, _rec(0, 8), generation=2)
     app.consumer_generation_id = 2  # a rebalance happened after the fetch of offset 7
     it = buffer.batches(10, within=0.0)
-    assert [m.offset for m in await it.__anext__()] == [8]
-    assert app.consumer.tracked == [8]
+    assert [r.offset for r in await it.__anext__()] == [8]
+    assert app.consumer.tracked == [8] and buffer.size == 0
+    await it.aclose()
+
+
+async def test_records_of_a_topic_without_acks_are_not_tracked() -> None:
+    app = _App()
+    app.topics.acking_topics = set()
+    buffer = _buffer(app)
+    _put(buffer, _rec(0, 1), _rec(0, 2))
+    it = buffer.batches(10, within=0.0)
+    assert [r.offset for r in await it.__anext__()] == [1, 2]
+    await it.__anext__() if buffer.size else None
+    assert app.consumer.tracked == [] and app.consumer._unacked_messages == set()
+    await it.aclose()
+
+
+async def test_acking_topics_are_read_per_list() -> None:
+    """The conductor fills ``acking_topics`` after the agent subscribed (and its generator
+    started): read once at the start, no list was ever tracked or acked, so nothing was
+    committed (the first worker of test_redeliver.py's ``after-commits`` never caught up)."""
+    app = _App()
+    app.topics.acking_topics = set()
+    buffer = _buffer(app)
+    it = buffer.batches(10, within=0.0)
+    waiting = asyncio.ensure_future(it.__anext__())
+    await asyncio.sleep(0.01)
+    app.topics.acking_topics = {"t"}
+    _put(buffer, _rec(0, 1))
+    assert [r.offset for r in await asyncio.wait_for(waiting, 1.0)] == [1]
+    _put(buffer, _rec(0, 2))
+    await it.__anext__()
+    assert app.consumer.tracked == [1, 2] and app.consumer.acked == [1]
     await it.aclose()
 
 
 async def test_a_full_buffer_pauses_its_partitions_until_half_empty() -> None:
     app = _App()
-    buffer = BatchBuffer(app, high_water=4)  # type: ignore[arg-type]
-    _put(buffer, *(_Message(p, o) for o in range(3) for p in (0, 1)))
+    buffer = _buffer(app, high_water=4)
+    _put(buffer, *(_rec(p, o) for o in range(3) for p in (0, 1)))
     assert app.consumer.full == [TP("t", 1), TP("t", 0)]  # the 4th and 5th put
     it = buffer.batches(3, within=0.0)
     await it.__anext__()  # 3 left: above half
@@ -207,25 +225,25 @@ async def test_a_full_buffer_pauses_its_partitions_until_half_empty() -> None:
 
 async def test_revocation_clears_the_buffer() -> None:
     app = _App()
-    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
-    _put(buffer, _Message(0, 1), _Message(0, 2))
+    buffer = _buffer(app)
+    _put(buffer, _rec(0, 1), _rec(0, 2))
     app.flow_control.suspend()
     app.flow_control.clear()  # App._on_partitions_revoked clears the agents' queues
-    assert not buffer.queue
+    assert not buffer.queue and buffer.size == 0
     it = buffer.batches(10, within=0.0)
     waiting = asyncio.ensure_future(it.__anext__())
     await asyncio.sleep(0.05)
     assert not waiting.done()  # flow suspended: nothing handed over
     app.flow_control.resume()
-    _put(buffer, _Message(0, 3))
-    assert [m.offset for m in await asyncio.wait_for(waiting, 1.0)] == [3]
+    _put(buffer, _rec(0, 3))
+    assert [r.offset for r in await asyncio.wait_for(waiting, 1.0)] == [3]
     await it.aclose()
 
 
 async def test_pending_names_partitions_waiting_or_being_folded() -> None:
     app = _App()
-    buffer = BatchBuffer(app, high_water=100)  # type: ignore[arg-type]
-    _put(buffer, _Message(0, 1), _Message(1, 1), _Message(2, 1))
+    buffer = _buffer(app)
+    _put(buffer, _rec(0, 1), _rec(1, 1), _rec(2, 1))
     assert buffer.pending() == {0, 1, 2}
     it = buffer.batches(2, within=0.0)
     await it.__anext__()  # partitions 0 and 1 handed out, 2 waits
@@ -234,6 +252,136 @@ async def test_pending_names_partitions_waiting_or_being_folded() -> None:
     assert buffer.pending() == {2}
     await it.aclose()  # the agent stopped while folding it: nothing acked, nothing pending
     assert buffer.pending() == set() and app.consumer.acked == [1, 1]
+
+
+# --- LeanConsumer: the fetch result into the buffers, tracking and acks -------------------
+
+
+class _Monitor(Monitor):
+    def __init__(self) -> None:  # the counters on_message_in updates, nothing else
+        self.messages_received_total = 0
+        self.messages_active = 0
+        self.messages_received_by_topic: Any = defaultdict(int)
+        self.tp_read_offsets: dict[Any, int] = {}
+        self.end_offsets: dict[Any, int] = {}
+
+    def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+        self.end_offsets[tp] = offset
+
+
+def _lean(app: _App, buffers: dict[str, BatchBuffer]) -> Any:
+    """A LeanConsumer with just the state the batch path reads (no broker, no thread)."""
+    consumer: Any = LeanConsumer.__new__(LeanConsumer)
+    transport: Any = LeanTransport.__new__(LeanTransport)
+    transport.buffers, transport.batch = buffers, True
+    app.monitor = _Monitor()  # type: ignore[attr-defined]
+    consumer.__dict__.update(
+        transport=transport, app=app, flow_active=True, _read_offset=defaultdict(lambda: None),
+        _buffered_partitions=set(), _commit_every=None, _n_acked=0, _gap=defaultdict(list),
+        _committed_offset=defaultdict(lambda: None), _acked=defaultdict(list),
+        _acked_index=defaultdict(set), _unacked_messages=set(), _waiting_for_ack=None,
+        _stopped=asyncio.Event(), _crashed=asyncio.Event(), gaps=[],
+    )  # fmt: skip
+    consumer.highwater = lambda tp: 1000
+
+    async def add_gap(tp: Any, start: int, end: int) -> None:
+        consumer.gaps.append((tp.partition, start, end))
+
+    consumer._add_gap = add_gap
+    return consumer
+
+
+def _fetched(topic: str, p: int, *offsets: int) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord(topic, p, o, 5_000 + o, 0, b"c", f"v{o}".encode(), None, 1, 2, [])
+        for o in offsets
+    ]
+
+
+async def test_a_fetch_goes_to_the_buffers_a_partition_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = _App()
+    buffer = _buffer(app)
+    consumer = _lean(app, {"t": buffer})
+    t0, t1, cl = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("changelog", 0)
+    fetch = {
+        t0: _fetched("t", 0, 3, 4, 5),
+        cl: _fetched("changelog", 0, 9),
+        t1: _fetched("t", 1, 0),
+    }
+
+    async def upstream(self: Any, timeout: float) -> Any:  # noqa: ASYNC109 - Faust's
+        return fetch, None
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_wait_next_records", upstream)
+    rest, active = await consumer._wait_next_records(1.0)
+    assert rest == {cl: fetch[cl]} and active is None  # Faust's own path takes the changelog
+    assert buffer.size == 4 and buffer.pending() == {0, 1}
+    assert buffer.queue[0] == (1, 0, [Record(0, o, f"v{o}".encode(), 5_000 + o, b"c")
+                                      for o in (3, 4, 5)])  # fmt: skip
+    assert consumer._read_offset[t0] == 5 and consumer._read_offset[t1] == 0
+    assert consumer.gaps == []
+    assert app.monitor.end_offsets == {t0: 1000, t1: 1000}  # type: ignore[attr-defined]
+
+
+async def test_read_offsets_and_gaps_as_the_drain_loop_keeps_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below the read offset: dropped (a record at it is kept, as upstream does); a jump past
+    it or within the list: a gap for Faust's commit; inactive partitions and an older
+    generation: nothing."""
+    app = _App()
+    buffer = _buffer(app)
+    consumer = _lean(app, {"t": buffer})
+    tp = TopicPartition("t", 0)
+    consumer._read_offset[tp] = 5
+    fetch: dict[Any, Any] = {tp: _fetched("t", 0, 3, 4, 5, 6, 9, 10, 14)}
+
+    async def upstream(self: Any, timeout: float) -> Any:  # noqa: ASYNC109 - Faust's
+        return fetch, {TP("t", 0)}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_wait_next_records", upstream)
+    await consumer._wait_next_records(1.0)
+    assert [r.offset for r in buffer.queue[0][2]] == [5, 6, 9, 10, 14]
+    assert consumer.gaps == [(0, 7, 9), (0, 11, 14)]
+    assert consumer._read_offset[tp] == 14
+    fetch = {tp: _fetched("t", 0, 20)}  # a jump from the read offset itself
+    await consumer._wait_next_records(1.0)
+    assert consumer.gaps[-1] == (0, 15, 20) and buffer.size == 6
+    fetch = {TopicPartition("t", 1): _fetched("t", 1, 0, 1)}  # not an active partition
+    await consumer._wait_next_records(1.0)
+    assert buffer.size == 6 and buffer.pending() == {0}
+    app.topics.acking_topics = set()  # no acks: no gaps either
+    fetch = {tp: _fetched("t", 0, 30)}
+    await consumer._wait_next_records(1.0)
+    assert len(consumer.gaps) == 3 and buffer.size == 7
+    consumer.flow_active = False  # getmany seeks back: the fetch is left to it
+    fetch = {tp: _fetched("t", 0, 31)}
+    rest, _ = await consumer._wait_next_records(1.0)
+    assert rest is fetch and buffer.size == 7
+
+
+async def test_track_and_ack_keep_faust_s_books(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``Consumer.ack`` does per record, per list: the acked offsets Faust's commit reads
+    (not below the committed offset, each once), the unacked set's entry, Monitor counts."""
+    app = _App()
+    consumer = _lean(app, {})
+    batch = [_rec(0, 4), _rec(1, 7), _rec(0, 5), _rec(0, 6), _rec(1, 8)]
+    consumer._committed_offset[TP("t", 0)] = 5
+    consumer._acked_index[TP("t", 1)].add(7)
+    tracker = consumer.track_batch("t", batch)
+    assert consumer._unacked_messages == {tracker} and not tracker.acked
+    assert app.monitor.messages_received_total == 5  # type: ignore[attr-defined]
+    assert app.monitor.messages_received_by_topic["t"] == 5  # type: ignore[attr-defined]
+    assert app.monitor.tp_read_offsets == {TP("t", 0): 6, TP("t", 1): 8}  # type: ignore[attr-defined]
+    monkeypatch.setattr("streams.delivery.notify", lambda fut: None)
+    consumer.ack_batch("t", batch, tracker)
+    assert tracker.acked and consumer._unacked_messages == set()
+    assert consumer._acked[TP("t", 0)] == [5, 6] and consumer._acked[TP("t", 1)] == [8]
+    assert consumer._n_acked == 3
+    consumer.ack_batch("t", batch, tracker)  # once only
+    assert consumer._n_acked == 3
 
 
 class _Log:
@@ -299,7 +447,7 @@ async def test_unfolded_compares_aiokafka_position_with_the_agents_seal() -> Non
         TopicPartition("t", 2): (10, 14),
         TopicPartition("t", 3): (-1, 3),  # nothing folded: from the log start
     }
-    _put(buffer, _Message(1, 10))  # waiting in the buffer: not lost
+    _put(buffer, _rec(1, 10))  # waiting in the buffer: not lost
     consumer._thread._consumer._fetcher._records[consumer.tps[2]] = object()  # fetched
     assert consumer.unfolded({"t": buffer}) == {TopicPartition("t", 3): (-1, 3)}
     assert consumer.unfolded({"t": BatchBuffer(consumer.app, 100)}) == {}  # type: ignore[arg-type]
