@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
-import gc
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from streams.gcpolicy import FREEZE_S, GcPolicy
 from streams.settings import Settings, from_env, parse_bool
 
 # option name -> (type, help); each maps to Settings.<name> and CX_<NAME>
@@ -37,6 +37,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
         " --agent-crash-window; 0: never (CX_MAX_AGENT_CRASHES)",
     ),
     "agent_crash_window": (float, "seconds, see --max-agent-crashes (CX_AGENT_CRASH_WINDOW)"),
+    "gc_full_interval": (
+        float,
+        "seconds between two full collections of the cyclic GC, which pause the worker"
+        " (CX_GC_FULL_INTERVAL)",
+    ),
     "batch_delivery": (
         parse_bool,
         "batch delivery to the agents, on by default; 0: Faust's per-record path"
@@ -70,6 +75,13 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     created = _run(create_topics(settings.bootstrap, topic_specs(settings)))
     print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")  # type: ignore[arg-type]
     return 0
+
+
+def _gc_tick(policy: GcPolicy) -> Callable[[], Any]:
+    async def gc_freeze() -> None:
+        policy.tick()
+
+    return gc_freeze
 
 
 M_ARENA_MAX = -8  # glibc's malloc.h
@@ -112,12 +124,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Faust's startup spinner sets the root logger to DEBUG and never restores it, so every
     # debug call in aiokafka/faust builds a record (~10% of a busy worker's CPU).
     worker.spinner = None
-    # The fold allocates a few lists per event and keeps ~100k live containers (dedupe entries,
-    # buckets): with CPython's default thresholds (700, 10, 10) the cyclic GC, mostly rescans of
-    # that long-lived state, took ~20% of the fold. Our state holds no reference cycles, so
-    # young collections can be rarer; objects alive at start-up are exempted from all scans.
-    gc.set_threshold(50_000, 20, 100)
-    gc.freeze()
+    # The cyclic GC scanned the live state over and over (streams/gcpolicy.py): it is frozen
+    # out of the scans now, every FREEZE_S, with a full collection every gc_full_interval.
+    policy = GcPolicy(settings.gc_full_interval)
+    policy.start()
+    app.timer(FREEZE_S, name="gc-freeze")(_gc_tick(policy))
     try:
         worker.execute_from_commandline()  # SIGTERM/SIGINT: flush, commit, leave the group
     except SystemExit as done:

@@ -64,6 +64,9 @@ class Settings:
     max_agent_crashes: int = 5
     agent_crash_window: float = 300.0
     loglevel: str = "warning"
+    # The live state is frozen out of the cyclic GC's scans; a full collection, which pauses
+    # the worker (~0.85 us per live container), runs this often (streams/gcpolicy.py).
+    gc_full_interval: float = 600.0
     # alert rules (SPEC §6); windows must be among `windows`
     alert_rules: tuple[str, ...] = (
         "nps_drop", "detractor_spike", "csat_drop", "ces_drop", "churn_spike",
