@@ -41,7 +41,7 @@ from faust.types.codecs import CodecArg
 from faust.utils.json import on_default
 from yarl import URL
 
-from streams import stores
+from streams import producing, stores
 from streams.aggregate import table_partition
 
 
@@ -177,14 +177,8 @@ class _KeyPartitionedTable(Table):
 
     def _batch_producer(self) -> Any:
         """The started aiokafka producer behind Faust's, or None (tests, other drivers)."""
-        producer = self.app.producer
-        ensure = getattr(producer, "_ensure_producer", None)
-        if ensure is None or getattr(producer, "_producer", None) is None:
-            return None
-        aio = ensure()
-        if not hasattr(aio, "create_batch") or self.app.in_transaction:
-            return None
-        return aio if self._codec_is_orjson() else None
+        aio = producing.batch_producer(self.app)
+        return aio if aio is not None and self._codec_is_orjson() else None
 
     async def send_staged(self) -> None:
         """Hand the staged changelog messages to the producer (without waiting for acks)."""
@@ -210,32 +204,12 @@ class _KeyPartitionedTable(Table):
                 raise TypeError(f"{self.name}: no changelog partition for {key!r}")
             by_partition.setdefault(p, []).append((key, value))
         for p, items in by_partition.items():
-            batch, n = aio.create_batch(), 0
-            for key, value in items:
-                # Encoded here and appended (copied into the batch) at once: orjson >= 3.12
-                # gives each result a buffer of >= 4 KiB, whatever its length (ijl/orjson#483).
-                # A replay batch of 5,000 events stages ~11-12k messages; encoding them all
-                # first held ~90 MB until the batch was built (docs/design.md, "Memory").
-                k = _dumps(key)
-                v = None if value is None else _dumps(value)
-                if batch.append(key=k, value=v, timestamp=None) is None:
-                    if n:
-                        await self._send_batch(aio, batch, topic, p, n)
-                    batch, n = aio.create_batch(), 0
-                    if batch.append(key=k, value=v, timestamp=None) is None:
-                        # larger than a whole batch: the producer's own path splits nothing
-                        # either, but it takes up to max_request_size
-                        self._track(await aio.send(topic, v, key=k, partition=p))
-                        continue
-                n += 1
-            if n:
-                await self._send_batch(aio, batch, topic, p, n)
-
-    async def _send_batch(self, aio: Any, batch: Any, topic: str, p: int, n: int) -> None:
-        fut = await aio.send_batch(batch, topic, partition=p)
-        if self._sent is None:  # a deferring store gets the offsets from changelog_sent
-            fut.add_done_callback(partial(self._on_batch_sent, n))
-        self._track(fut, n)
+            # each encoded right before its append (producing.send_partition)
+            messages = ((_dumps(k), None if v is None else _dumps(v)) for k, v in items)
+            for fut, n in await producing.send_partition(aio, topic, p, messages):
+                if self._sent is None:  # a deferring store gets the offsets from changelog_sent
+                    fut.add_done_callback(partial(self._on_batch_sent, n))
+                self._track(fut, n)
 
     def _on_batch_sent(self, n: int, fut: asyncio.Future[Any]) -> None:
         # Collection._on_changelog_sent for a batch: the offset of its last record is what the

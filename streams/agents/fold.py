@@ -17,6 +17,7 @@ from streams.agents import gaps
 from streams.agents.expiry import ExpiryScan, ExpirySchedule, chunk_for
 from streams.aggregate import partition_of
 from streams.context import Context
+from streams.producing import send_all
 from streams.state import BatchResult, Folder
 from streams.supervision import supervise
 from streams.tables import SourcePartitionedTable
@@ -82,28 +83,28 @@ async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult)
     producer, s, tel = ctx.app.producer, ctx.settings, ctx.telemetry
     table.write_many(result.writes)  # value None: delete
     await table.send_staged()  # the state goes out while the other sends are prepared
-    for dl in result.dead_letters:
-        dl_key = f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode()
-        await producer.send(DEAD_LETTER, dl_key, codecs.dumps(dl), None, None, None)
-    for fu in result.followups:
-        await producer.send(
-            FOLLOWUPS, fu["customer_id"].encode(), codecs.dumps(fu), None, None, None
-        )
-    partials = ctx.partials_topic
-    for member_key, value in result.partials:
-        value["ts"] = result.min_timestamp_ms
-        await producer.send(
-            partials,
-            member_key.encode(),
-            codecs.dumps(value),
-            partition_of(member_key, s.partitions),
-            None,
-            None,
-        )
-    for p, wm in result.watermarks.items():
-        msg = codecs.dumps({"wm_topic": topic_name, "s": f"{topic_name}:{p}", "wm": wm})
-        for q in range(s.partitions):
-            await producer.send(partials, b"#wm", msg, q, None, None)
+    app, dumps = ctx.app, codecs.dumps
+    if result.dead_letters:
+        await send_all(app, DEAD_LETTER, (
+            (f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode(), dl, None)
+            for dl in result.dead_letters
+        ), dumps)  # fmt: skip
+    if result.followups:
+        await send_all(app, FOLLOWUPS, (
+            (fu["customer_id"].encode(), fu, None) for fu in result.followups
+        ), dumps)  # fmt: skip
+    partials, ts = ctx.partials_topic, result.min_timestamp_ms
+    for _member_key, value in result.partials:
+        value["ts"] = ts
+    await send_all(app, partials, (
+        (member_key.encode(), value, partition_of(member_key, s.partitions))
+        for member_key, value in result.partials
+    ), dumps)  # fmt: skip
+    # after the batch's partials in each partials partition: stage 2 applies them in order
+    await send_all(app, partials, (
+        (b"#wm", {"wm_topic": topic_name, "s": f"{topic_name}:{p}", "wm": wm}, q)
+        for p, wm in result.watermarks.items() for q in range(s.partitions)
+    ), dumps)  # fmt: skip
     # Tansu reports a partition's end offset as the base offset of its last record batch + 1,
     # so Faust's changelog recovery stops before the tail of a multi-record batch. Flushing
     # first makes the progress record a batch of its own: the last batch at rest is one record.

@@ -15,6 +15,7 @@ from streams.agents.expiry import MERGE_CHUNK, ExpiryScan, ExpirySchedule
 from streams.aggregate import OFFSET, Emission, Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
+from streams.producing import send_all
 from streams.settings import Settings, parse_duration
 from streams.supervision import supervise
 from streams.tables import MergeTable
@@ -181,12 +182,16 @@ class MergeService:
             await self.table.changelog_sent()
 
     async def publish(self, emission: Emission) -> None:
-        producer, tel = self.ctx.app.producer, self.ctx.telemetry
-        for key, record in emission.records:
-            await producer.send(SCORES, key.encode(), codecs.dumps(record), None, None, None)
+        app, tel = self.ctx.app, self.ctx.telemetry
+        if emission.records:
+            await send_all(app, SCORES, (
+                (key.encode(), record, None) for key, record in emission.records
+            ), codecs.dumps)  # fmt: skip
         tel.scores_emitted.inc(len(emission.records))
-        for t in emission.alerts:
-            await producer.send(ALERTS, t.key.encode(), codecs.dumps(t.record), None, None, None)
+        if emission.alerts:
+            await send_all(app, ALERTS, (
+                (t.key.encode(), t.record, None) for t in emission.alerts
+            ), codecs.dumps)  # fmt: skip
         for rule, dim, name, on in emission.firing:
             tel.alerts_firing.labels(rule, dim, name).set(1 if on else 0)
         for member, labels, value, n, low, high in emission.gauges:
