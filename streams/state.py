@@ -241,10 +241,13 @@ class Folder:
                 spec = specs.get(parts[5])
                 if spec is None or not spec.is_live(int(parts[6]), wm):
                     dead.append(key)
-            elif kind in ("d", "i"):
+            elif kind in ("d", "i", "D"):
                 value = table.get(key)  # a chunk's key may be gone since its snapshot
                 if value is not None:
-                    t_ms = dedupe_entry(value)[1] if kind == "d" else value[3]
+                    if kind == "d":
+                        t_ms = dedupe_entry(value)[1]
+                    else:  # an interaction's last event time; a bundle marker's newest
+                        t_ms = value[3] if kind == "i" else value
                     if t_ms < horizon:
                         dead.append(key)
         return dead

@@ -43,6 +43,7 @@ from yarl import URL
 
 from streams import producing, stores
 from streams.aggregate import table_partition
+from streams.state import dedupe_entry
 
 
 class _KeyPartitionedTable(Table):
@@ -296,13 +297,111 @@ class SourcePartitionedTable(_KeyPartitionedTable):
     """Stage-1 state: key ``"{partition}|..."``.
 
     Restoring from the changelog keeps, per key, the value with the highest offset marker
-    rather than the last one written (:func:`newest_by_marker`)."""
+    rather than the last one written (:func:`newest_by_marker`).
+
+    **Dedupe entries go out in bundles.** A batch writes one dedupe entry per event
+    (``{p}|d|{event_id}``, :func:`streams.state.dedupe_value`); each was one changelog message,
+    about half of them all (~2 us a message in ``send_staged``). Since 2026-12-07 the staged
+    entries of a partition are sent as one message per batch, a *bundle* (``{p}|D|{lowest
+    first offset}`` -> ``{"t": newest event time ms, "e": {event_id: entry}}``, at most
+    :data:`BUNDLE_MAX` entries), and the store keeps the entries one by one as before plus a
+    marker of the bundle (``{p}|D|...`` -> its newest event time), which the expiry rounds
+    delete (a tombstone) once every entry of the bundle expired (``Folder.expired_keys``).
+    Restoring expands a bundle into its entries and its marker (:meth:`_expanded`). An expired
+    entry is deleted from the store only: no tombstone, it never was a message of its own;
+    except the entries restored from single messages (written before 2026-12-07, kept in
+    ``_single_entries`` until they expire), whose tombstones compact them away. A bundle's
+    entries that expired before its tombstone was compacted come back on a restore until the
+    next expiry round (at most ``ExpirySchedule``'s 30 s): they are dead, so only an event
+    whose id was first seen beyond the retention and is reused within those seconds would be
+    judged a duplicate."""
+
+    BUNDLE_MAX = 2000  # entries per bundle: ~60 B each, well under the broker's 1 MB messages
+    _single_entries: set[str] | None = None
 
     def partition_for_key(self, key: Any) -> int:
         return int(key.split("|", 1)[0])
 
+    async def send_staged(self) -> None:
+        self._bundle_staged()
+        await super().send_staged()
+
+    async def changelog_sent(self) -> None:
+        self._bundle_staged()  # before a deferring store snapshots its pending writes
+        await super().changelog_sent()
+
+    def _bundle_staged(self) -> None:
+        """Replace the staged dedupe entries by bundles, one per partition (and per
+        :data:`BUNDLE_MAX`), and write each bundle's marker into the store."""
+        staged = self._staged
+        if not staged:
+            return
+        single = self._single_entries
+        by_partition: dict[str, list[tuple[str, Any]]] = {}
+        for key in [k for k in staged if k[k.find("|") + 1 : k.find("|") + 3] == "d|"]:
+            value = staged[key]
+            if value is None:  # expired
+                if single is not None and key in single:
+                    single.discard(key)  # restored from a single message: its tombstone
+                else:
+                    del staged[key]
+                continue
+            del staged[key]
+            i = key.find("|")
+            by_partition.setdefault(key[:i], []).append((key[i + 3 :], value))
+        for p, items in by_partition.items():
+            for start in range(0, len(items), self.BUNDLE_MAX):
+                chunk = dict(items[start : start + self.BUNDLE_MAX])
+                entries = [dedupe_entry(v) for v in chunk.values()]
+                newest = max(t for _offset, t in entries)
+                key = f"{p}|D|{min(offset for offset, _t in entries)}"
+                self.data[key] = newest  # the marker, for expiry
+                staged[key] = {"t": newest, "e": chunk}
+
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
-        super().apply_changelog_batch(newest_by_marker(batch, self.data))
+        super().apply_changelog_batch(newest_by_marker(self._expanded(batch), self.data))
+
+    def _expanded(self, batch: Iterable[EventT]) -> Iterator[Any]:
+        """The changelog events with every bundle replaced by its entries and its marker."""
+        for event in batch:
+            key: Any = event.key
+            message = event.message
+            i = key.find("|") if isinstance(key, str) else -1
+            kind = key[i + 1 : i + 3] if i > 0 else ""
+            if kind == "D|" and message.value is not None and isinstance(event.value, dict):
+                p = key[:i]
+                for event_id, entry in event.value["e"].items():
+                    yield _Restored(f"{p}|d|{event_id}", entry, message)
+                yield _Restored(key, event.value["t"], message)
+                continue
+            if kind == "d|" and message.value is not None:
+                if self._single_entries is None:
+                    self._single_entries = set()
+                self._single_entries.add(key)
+            yield event
+
+
+class _Restored:
+    """A changelog event made from a bundle (``SourcePartitionedTable._expanded``): what the
+    stores' ``apply_changelog_batch`` read of an event (the key and value, decoded and as
+    bytes; the partition, topic-partition and offset of the bundle's message)."""
+
+    __slots__ = ("key", "value", "message")
+
+    def __init__(self, key: str, value: Any, bundle: Any) -> None:
+        self.key, self.value = key, value
+        self.message = _RestoredMessage(
+            _dumps(key), _dumps(value), bundle.partition, bundle.tp, bundle.offset
+        )
+
+
+class _RestoredMessage:
+    __slots__ = ("key", "value", "partition", "tp", "offset")
+
+    def __init__(self, key: bytes, value: bytes, partition: int, tp: Any, offset: int) -> None:
+        self.key, self.value, self.partition, self.tp, self.offset = (
+            key, value, partition, tp, offset,
+        )  # fmt: skip
 
 
 def newest_by_marker(batch: Iterable[EventT], current: Mapping[Any, Any]) -> Iterator[EventT]:

@@ -384,6 +384,10 @@ def test_expired_keys_of_several_partitions_in_one_pass() -> None:
         assert f"{p}|k|nps|all|all|24h|{old // 1_440_000}" in table
     assert not [k for k in dead if k.startswith("2|")]
     assert folder.expired_keys([2]) == [] and folder.expired_keys([]) == []
+    # a bundle's marker (streams/tables.py): dead once its newest event time is
+    table["0|D|5"], table["0|D|9"] = old + 5, new
+    assert "0|D|5" in folder.expired_keys([0]) and "0|D|9" not in folder.expired_keys([0])
+    del table["0|D|5"], table["0|D|9"]
     keys = list(table)  # in chunks (the agent's ExpiryScan): the same keys
     chunks = [folder.expired_keys([0, 1], keys[i : i + 7]) for i in range(0, len(keys), 7)]
     assert sorted(k for chunk in chunks for k in chunk) == sorted(dead)

@@ -77,3 +77,75 @@ def test_fold_table_restore_keeps_the_newest_value(tmp_path: Path, store: str) -
     assert "1|k|csat|all|all|1h|7" not in table.data
     if store == "rocksdb://":
         _close(table)
+
+
+# --- dedupe bundles (streams/tables.py, SourcePartitionedTable) ---------------------------
+
+T_MIN = 29_833_300  # minutes since 1970: 2026-09-21
+
+
+def _entry(offset: int, t_min: int = T_MIN) -> int:
+    from streams.state import dedupe_value
+
+    return dedupe_value(offset, t_min * 60_000)
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_bundles_restore_as_single_entries_and_a_marker(tmp_path: Path, store: str) -> None:
+    """A bundle's entries come back one by one (what the fold reads) with the bundle's marker
+    (what expiry reads); entries of single messages, written before bundles, still restore,
+    and a marker's tombstone removes the marker."""
+    settings = Settings(app_id="restore-test", web_port=16997, partitions=4, store=store,
+                        data_dir=str(tmp_path / "data"))  # fmt: skip
+    table = create_app(settings, CollectorRegistry()).tables["fold-surveys"]
+    bundle = {"t": (T_MIN + 1) * 60_000, "e": {"r-1": _entry(10), "r-2": _entry(11, T_MIN + 1)}}
+    old = {"t": T_MIN * 60_000, "e": {"r-0": _entry(3)}}
+    events = [
+        _event("2|d|r-9", _entry(1), 0),  # a single message (before bundles)
+        _event("2|D|3", old, 1),
+        _event("2|D|10", bundle, 2),
+        _event("2|D|3", None, 3),  # expired: the marker goes, its entries were expired too
+    ]
+    table.apply_changelog_batch(events)
+    assert table.data["2|d|r-1"] == _entry(10) and table.data["2|d|r-2"] == _entry(11, T_MIN + 1)
+    assert table.data["2|D|10"] == (T_MIN + 1) * 60_000
+    assert table.data["2|d|r-9"] == _entry(1)
+    assert "2|D|3" not in table.data
+    assert table._single_entries == {"2|d|r-9"}
+    if store == "rocksdb://":
+        _close(table)
+
+
+async def test_staged_entries_go_out_as_bundles(tmp_path: Path) -> None:
+    settings = Settings(app_id="bundle-test", web_port=16998, partitions=4,
+                        data_dir=str(tmp_path / "data"))  # fmt: skip
+    table = create_app(settings, CollectorRegistry()).tables["fold-surveys"]
+    table.BUNDLE_MAX = 2
+    table._single_entries = {"1|d|old"}
+    writes = {f"1|d|r-{i}": _entry(100 + i, T_MIN + i) for i in range(3)}
+    writes |= {"3|d|s-1": _entry(7), "1|k|nps|all|all|1h|7": [102, [1, 1, 0, 0]]}
+    writes |= {"1|d|gone": None, "1|d|old": None, "1|p": [102, 5]}
+    table.data.data.update({"1|d|gone": _entry(1), "1|d|old": _entry(2)})
+    table.write_many(writes)
+    table._bundle_staged()
+    staged = dict(table._staged)
+    assert staged == {
+        "1|k|nps|all|all|1h|7": [102, [1, 1, 0, 0]],
+        "1|p": [102, 5],
+        "1|d|old": None,  # restored from a single message: its tombstone still goes out
+        "1|D|100": {"t": (T_MIN + 1) * 60_000,
+                    "e": {"r-0": _entry(100, T_MIN), "r-1": _entry(101, T_MIN + 1)}},
+        "1|D|102": {"t": (T_MIN + 2) * 60_000, "e": {"r-2": _entry(102, T_MIN + 2)}},
+        "3|D|7": {"t": T_MIN * 60_000, "e": {"s-1": _entry(7)}},
+    }  # fmt: skip
+    # the store: every entry by itself, a marker per bundle, the expired ones gone
+    store = table.data.data
+    assert all(store[k] == v for k, v in writes.items() if v is not None)
+    assert store["1|D|100"] == (T_MIN + 1) * 60_000 and store["3|D|7"] == T_MIN * 60_000
+    assert "1|d|gone" not in store and "1|d|old" not in store
+    assert table._single_entries == set()
+    # what the changelog holds restores the same store
+    fresh = create_app(settings.replace(app_id="bundle-test-2"), CollectorRegistry())
+    restored = fresh.tables["fold-surveys"]
+    restored.apply_changelog_batch([_event(k, v, i) for i, (k, v) in enumerate(staged.items())])
+    assert dict(restored.data.data) == {k: v for k, v in store.items()}
