@@ -129,7 +129,7 @@ def simulate(
     def flush(now: int) -> None:
         out = folder.fold(batch, now)
         batch.clear()
-        for k, v in out.writes.items():
+        for k, v in out.state_writes().items():
             if v is None:
                 fold_table.pop(k, None)
             else:

@@ -9,7 +9,10 @@ partition, which ``PartitionedTable`` uses as the changelog partition):
 ``{p}|d|{event_id}``                        ``~(first_offset << 28 | t_min)`` dedupe entry
                                             (``[first_offset, t_ms]`` before 2026-12-02,
                                             ``first_offset << 44 | t_ms`` before 2026-12-04,
-                                            both still read: :func:`dedupe_entry`)
+                                            both still read: :func:`dedupe_entry`); a batch's
+                                            new ones: :attr:`BatchResult.dedupe`
+``{p}|D|{first_offset}``                    newest event time (ms) of a bundle of dedupe
+                                            entries (``streams/tables.py``), for expiry
 ``{p}|i|{interaction_id}``                  ``[marker, opened_ms, responded, last_t_ms]``
 ``{p}|c|{customer_id}``                     ``[marker, active, [[dim, member], ...]]``
 ``{p}|a|{dim}|{member}``                    ``[marker, active_customers]``
@@ -91,6 +94,18 @@ class BatchResult:
     dead_reasons: Counter[str] = field(default_factory=Counter)
     min_timestamp_ms: int | None = None
     touched: set[str] = field(default_factory=set)  # bucket keys this batch folded into
+    # partition -> (new dedupe entries {event_id: entry}, the lowest first offset among them,
+    # the newest of their (rounded) event times): stored one by one, sent as one bundle
+    # (streams/tables.py, SourcePartitionedTable.write_dedupe)
+    dedupe: dict[int, tuple[dict[str, int | list[int]], int, int]] = field(default_factory=dict)
+
+    def state_writes(self) -> dict[str, Any]:
+        """:attr:`writes` with the dedupe entries as keys of their own: the state a batch
+        leaves in a plain dict table (tests, the simulator)."""
+        out = dict(self.writes)
+        for p, (entries, _first, _newest) in self.dedupe.items():
+            out.update({f"{p}|d|{event_id}": value for event_id, value in entries.items()})
+        return out
 
 
 # A dedupe entry is one int: the offset of the id's first occurrence and its event time, packed.
@@ -281,6 +296,11 @@ class _PartitionBatch:
         self.member_of: dict[tuple[str, Any], str] = {}
         self.active_touched: set[tuple[str, str]] = set()
         self.last_offset = self.done_offset
+        # this batch's new dedupe entries (event_id -> entry), the first one's offset, the
+        # newest event time among them (BatchResult.dedupe)
+        self.entries: dict[str, int | list[int]] = {}
+        self.entries_first = -1
+        self.entries_newest = -1
 
     def get(self, key: str) -> Any:
         if key in self.dirty:
@@ -307,6 +327,9 @@ class _PartitionBatch:
         self.expire_buckets()
         self.publish()
         self.out.progress[f"{self.p}|p"] = [self.last_offset, self.wm]
+        if self.entries:  # the bundle's time: that of its newest entry, as an entry keeps it
+            newest = dedupe_entry(dedupe_value(self.entries_first, self.entries_newest))[1]
+            self.out.dedupe[self.p] = (self.entries, self.entries_first, newest)
         if self.wm is not None:
             self.out.watermarks[self.p] = self.wm
 
@@ -333,12 +356,18 @@ class _PartitionBatch:
         wm = self.wm
         if wm is not None and t < wm - f.retention_ms:
             return self.reject(rec, "too_old", f"event time {iso(t)} is older than retention")
-        dkey = f"{self.p}|d|{event.event_id}"
-        seen = self.get(dkey)
+        event_id = event.event_id
+        seen = self.entries.get(event_id)  # this batch's, else the stored one
+        if seen is None:
+            seen = f.table.get(f"{self.p}|d|{event_id}")
         if seen is not None and dedupe_entry(seen)[0] != rec.offset:
             return "duplicate"
         if seen is None:
-            self.dirty[dkey] = dedupe_value(rec.offset, t)
+            self.entries[event_id] = dedupe_value(rec.offset, t)
+            if self.entries_first < 0:
+                self.entries_first = rec.offset
+            if t > self.entries_newest:
+                self.entries_newest = t
         late = wm is not None and t < wm - f.late_ms
         self.wm = t if wm is None else max(wm, t)
         if isinstance(event, ev.Survey):

@@ -301,20 +301,21 @@ class SourcePartitionedTable(_KeyPartitionedTable):
 
     **Dedupe entries go out in bundles.** A batch writes one dedupe entry per event
     (``{p}|d|{event_id}``, :func:`streams.state.dedupe_value`); each was one changelog message,
-    about half of them all (~2 us a message in ``send_staged``). Since 2026-12-07 the staged
-    entries of a partition are sent as one message per batch, a *bundle* (``{p}|D|{lowest
-    first offset}`` -> ``{"t": newest event time ms, "e": {event_id: entry}}``, at most
-    :data:`BUNDLE_MAX` entries), and the store keeps the entries one by one as before plus a
-    marker of the bundle (``{p}|D|...`` -> its newest event time), which the expiry rounds
-    delete (a tombstone) once every entry of the bundle expired (``Folder.expired_keys``).
-    Restoring expands a bundle into its entries and its marker (:meth:`_expanded`). An expired
-    entry is deleted from the store only: no tombstone, it never was a message of its own;
-    except the entries restored from single messages (written before 2026-12-07, kept in
-    ``_single_entries`` until they expire), whose tombstones compact them away. A bundle's
-    entries that expired before its tombstone was compacted come back on a restore until the
-    next expiry round (at most ``ExpirySchedule``'s 30 s): they are dead, so only an event
-    whose id was first seen beyond the retention and is reused within those seconds would be
-    judged a duplicate."""
+    about half of stage 1's (~2 us a message to stage, encode and append). Since 2026-12-07 a
+    batch's new entries of a partition (:attr:`streams.state.BatchResult.dedupe`) go out as one
+    message, a *bundle* (``{p}|D|{lowest first offset}`` -> ``{"t": newest event time ms, "e":
+    {event_id: entry}}``, at most :data:`BUNDLE_MAX` entries), and the store keeps the entries
+    one by one as before plus a marker of the bundle (``{p}|D|...`` -> its newest event time),
+    which the expiry rounds delete (a tombstone) once every entry of the bundle expired
+    (``Folder.expired_keys``). Restoring expands a bundle into its entries and its marker
+    (:meth:`_expanded`). An expired entry is deleted from the store only (:meth:`drop_dedupe`):
+    it never was a message of its own; except the entries restored from single messages
+    (written before 2026-12-07, kept in ``_single_entries`` until they expire), whose tombstones
+    compact them away. A bundle's entries that expired before its tombstone was compacted come
+    back on a restore until the next expiry round (at most ``ExpirySchedule``'s 30 s): they are
+    dead, so only an event whose id was first seen beyond the retention and is reused within
+    those seconds would be judged a duplicate. Why a replay stays exact: docs/crash-safety.md,
+    mechanism 4."""
 
     BUNDLE_MAX = 2000  # entries per bundle: ~60 B each, well under the broker's 1 MB messages
     _single_entries: set[str] | None = None
@@ -322,41 +323,48 @@ class SourcePartitionedTable(_KeyPartitionedTable):
     def partition_for_key(self, key: Any) -> int:
         return int(key.split("|", 1)[0])
 
-    async def send_staged(self) -> None:
-        self._bundle_staged()
-        await super().send_staged()
-
-    async def changelog_sent(self) -> None:
-        self._bundle_staged()  # before a deferring store snapshots its pending writes
-        await super().changelog_sent()
-
-    def _bundle_staged(self) -> None:
-        """Replace the staged dedupe entries by bundles, one per partition (and per
-        :data:`BUNDLE_MAX`), and write each bundle's marker into the store."""
-        staged = self._staged
-        if not staged:
+    def write_dedupe(self, new: Mapping[int, tuple[dict[str, Any], int, int]]) -> None:
+        """A batch's new dedupe entries (:attr:`streams.state.BatchResult.dedupe`): into the
+        store one by one, staged as one bundle per partition (and per :data:`BUNDLE_MAX`)."""
+        if not new:
             return
+        data = self.data
+        staged = self._staged
+        if staged is None:
+            staged = self._staged = {}
+        written = 0
+        for p, (entries, first, newest) in new.items():
+            prefix = f"{p}|d|"
+            if type(data) is MemoryStore:
+                data.data.update({prefix + event_id: e for event_id, e in entries.items()})
+            else:
+                for event_id, e in entries.items():
+                    data[prefix + event_id] = e
+            chunks = [(entries, first, newest)]
+            if len(entries) > self.BUNDLE_MAX:
+                items = list(entries.items())
+                chunks = []
+                for start in range(0, len(items), self.BUNDLE_MAX):
+                    chunk = dict(items[start : start + self.BUNDLE_MAX])
+                    spans = [dedupe_entry(e) for e in chunk.values()]
+                    chunks.append((chunk, min(o for o, _ in spans), max(t for _, t in spans)))
+            for chunk, lowest, t in chunks:
+                key = f"{p}|D|{lowest}"
+                data[key] = t  # the marker, for expiry
+                staged[key] = {"t": t, "e": chunk}
+            written += len(entries) + len(chunks)
+        if self._counts is not None:
+            self._counts.keys_updated += written
+
+    def drop_dedupe(self, keys: Iterable[str]) -> None:
+        """Delete expired dedupe entries from the store; a tombstone only for an entry
+        restored from a single message (see the class doc)."""
         single = self._single_entries
-        by_partition: dict[str, list[tuple[str, Any]]] = {}
-        for key in [k for k in staged if k[k.find("|") + 1 : k.find("|") + 3] == "d|"]:
-            value = staged[key]
-            if value is None:  # expired
-                if single is not None and key in single:
-                    single.discard(key)  # restored from a single message: its tombstone
-                else:
-                    del staged[key]
-                continue
-            del staged[key]
-            i = key.find("|")
-            by_partition.setdefault(key[:i], []).append((key[i + 3 :], value))
-        for p, items in by_partition.items():
-            for start in range(0, len(items), self.BUNDLE_MAX):
-                chunk = dict(items[start : start + self.BUNDLE_MAX])
-                entries = [dedupe_entry(v) for v in chunk.values()]
-                newest = max(t for _offset, t in entries)
-                key = f"{p}|D|{min(offset for offset, _t in entries)}"
-                self.data[key] = newest  # the marker, for expiry
-                staged[key] = {"t": newest, "e": chunk}
+        for key in keys:
+            self.data.pop(key, None)
+            if single is not None and key in single:
+                single.discard(key)
+                self._stage(key, None)
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         super().apply_changelog_batch(newest_by_marker(self._expanded(batch), self.data))

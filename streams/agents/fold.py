@@ -64,24 +64,32 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
                 if wm is not None and expiry.due(p, wm, wall_due):
                     due.append(p)
             step = scan.step(due, lambda: stores.scan_keys(table), chunk_for(len(records)))
+            gone: list[str] = []  # expired dedupe entries (SourcePartitionedTable.drop_dedupe)
             if step is not None:
                 writes, touched = result.writes, result.touched
                 for key in folder.expired_keys(cast(set[int], step[0]), step[1]):
+                    if key[key.find("|") + 1 : key.find("|") + 3] == "d|":
+                        gone.append(key)  # not this batch's: its new entries are live
                     # Not what this batch wrote (judged on its stored value, which the batch
                     # replaced) or folded into: a replay of the batch after a crash before its
                     # seal folds into that bucket again, from its stored counts
                     # (_PartitionBatch.expire_buckets).
-                    if key not in writes and key not in touched:
+                    elif key not in writes and key not in touched:
                         writes[key] = None
-            await commit(ctx, table, topic_name, result)
+            await commit(ctx, table, topic_name, result, gone)
 
     return supervise(app.agent(topic, name=table_name)(fold), ctx.crashes)
 
 
-async def commit(ctx: Context, table: Any, topic_name: str, result: BatchResult) -> None:
+async def commit(
+    ctx: Context, table: Any, topic_name: str, result: BatchResult, gone: list[str] | None = None
+) -> None:
     """Write state, publish, flush, then seal each partition with its progress record."""
     producer, s, tel = ctx.app.producer, ctx.settings, ctx.telemetry
     table.write_many(result.writes)  # value None: delete
+    table.write_dedupe(result.dedupe)
+    if gone:
+        table.drop_dedupe(gone)
     await table.send_staged()  # the state goes out while the other sends are prepared
     app, dumps = ctx.app, codecs.dumps
     if result.dead_letters:

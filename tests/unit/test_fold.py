@@ -67,7 +67,7 @@ def _run_clean(topic: str, records: list[Record], batch: int) -> tuple[dict[str,
     partials = []
     for i in range(0, len(records), batch):
         out = folder.fold(records[i : i + batch], NOW)
-        _apply(table, out.writes)
+        _apply(table, out.state_writes())
         _apply(table, out.progress)
         partials.extend(out.partials)
     return table, partials
@@ -107,7 +107,7 @@ def test_crash_mid_batch_then_replay_equals_clean_run(topic: str, seed: int) -> 
             i = committed
             folder = _folder(topic, table)  # a new process: nothing in memory
             continue
-        _apply(table, out.writes)
+        _apply(table, out.state_writes())
         _apply(table, out.progress)
         i += size
         if rng.random() < 0.5:
@@ -130,7 +130,7 @@ def test_duplicates_count_once_and_replays_are_not_duplicates() -> None:
     table: dict[str, Any] = {}
     folder = _folder(TOPIC_SURVEYS, table)
     out = folder.fold(records, NOW)
-    _apply(table, out.writes)  # no seal: the same offsets come again after a restart
+    _apply(table, out.state_writes())  # no seal: the same offsets come again after a restart
     again = _folder(TOPIC_SURVEYS, table).fold(records, NOW)
     assert again.outcomes["duplicate"] == 0
     assert again.outcomes == out.outcomes
@@ -236,10 +236,10 @@ def test_customer_tombstone_leaves_the_base() -> None:
     folder = _folder(TOPIC_CUSTOMERS, table)
     rec = {"customer_id": "c1", "status": "active", "segment": "smb"}
     out = folder.fold([Record(0, 0, orjson.dumps(rec), T0, b"c1")], NOW)
-    _apply(table, out.writes)
+    _apply(table, out.state_writes())
     assert table["0|a|segment|smb"][1] == 1
     out = folder.fold([Record(0, 1, None, T0, b"c1")], NOW)
-    _apply(table, out.writes)
+    _apply(table, out.state_writes())
     assert table["0|a|segment|smb"][1] == 0 and table["0|a|all|all"][1] == 0
 
 
@@ -293,13 +293,13 @@ def test_batches_delete_the_buckets_their_watermark_left_dead() -> None:
     day = 86_400_000
     old, new = T0, T0 + 2 * day  # the retention is one day
     out = folder.fold([Record(0, 0, _survey("a", old), T0)], new + 1000)
-    _apply(table, out.writes)
+    _apply(table, out.state_writes())
     _apply(table, out.progress)
     stored = {k for k in table if "|k|" in k}
     assert stored and not folder.expired_keys([0])
     out = folder.fold([Record(0, 1, _survey("b", new), T0)], new + 1000)
     assert {k for k, v in out.writes.items() if v is None} == stored  # all dead at `new`
-    _apply(table, out.writes)
+    _apply(table, out.state_writes())
     _apply(table, out.progress)
     assert not [k for k in folder.expired_keys([0]) if "|k|" in k]  # what a round would find
     assert folder.scheduled == {k for k in table if "|k|" in k}  # each stored bucket, once
@@ -313,7 +313,7 @@ def test_a_batch_keeps_a_dead_bucket_it_folded_into() -> None:
     hour = 3_600_000
     first = [Record(0, 0, _survey("a", T0), T0), Record(0, 1, _survey("b", T0 + 20_000), T0)]
     out = folder.fold(first, T0 + 30_000)
-    _apply(table, out.writes)
+    _apply(table, out.state_writes())
     _apply(table, out.progress)
     kept, deleted = (f"0|k|nps|all|all|5m|{t // 5000}" for t in (T0, T0 + 20_000))
     assert kept in table and deleted in table
@@ -323,7 +323,7 @@ def test_a_batch_keeps_a_dead_bucket_it_folded_into() -> None:
     out = folder.fold(batch, T0 + hour)
     assert kept in out.touched and kept not in out.writes  # dead: not stored, not deleted
     assert deleted not in out.touched and out.writes[deleted] is None
-    _apply(table, out.writes)
+    _apply(table, out.state_writes())
     assert kept in table and deleted not in table
 
 
@@ -373,7 +373,7 @@ def test_expired_keys_of_several_partitions_in_one_pass() -> None:
         if o == 1:  # a restarted worker: no heap lists the stored buckets, the rounds find them
             folder = _folder(TOPIC_SURVEYS, table)
         out = folder.fold([r for r in records if r.offset == o], new + 1000)
-        _apply(table, out.writes)
+        _apply(table, out.state_writes())
         _apply(table, out.progress)
     dead = folder.expired_keys([0, 1])
     assert sorted(dead) == sorted(folder.expired_keys([0]) + folder.expired_keys([1]))
@@ -391,8 +391,9 @@ def test_expired_keys_of_several_partitions_in_one_pass() -> None:
     keys = list(table)  # in chunks (the agent's ExpiryScan): the same keys
     chunks = [folder.expired_keys([0, 1], keys[i : i + 7]) for i in range(0, len(keys), 7)]
     assert sorted(k for chunk in chunks for k in chunk) == sorted(dead)
-    table.pop(dead[0])  # a chunk's key gone since the snapshot
-    assert folder.expired_keys([0, 1], keys) == [k for k in dead if k != dead[0]]
+    gone = next(k for k in dead if "|d|" in k)
+    table.pop(gone)  # a chunk's key gone since the snapshot (read for its value: skipped)
+    assert folder.expired_keys([0, 1], keys) == [k for k in dead if k != gone]
 
 
 def test_merge_keeps_what_the_next_alert_step_reads() -> None:
@@ -424,9 +425,14 @@ def test_dedupe_entries_are_packed_and_the_list_form_is_still_read() -> None:
     table: dict[str, Any] = {}
     folder = _folder(TOPIC_SURVEYS, table)
     out = folder.fold([Record(0, 5, _survey("r-new", T0), T0)], NOW)
-    assert out.writes["0|d|r-new"] == ~(5 << 28 | T0 // 60_000 + 1)  # T0: not a whole minute
-    assert dedupe_entry(out.writes["0|d|r-new"]) == (5, (T0 // 60_000 + 1) * 60_000)
-    _apply(table, out.writes)
+    assert out.state_writes()["0|d|r-new"] == ~(
+        5 << 28 | T0 // 60_000 + 1
+    )  # T0: not a whole minute
+    assert dedupe_entry(out.state_writes()["0|d|r-new"]) == (5, (T0 // 60_000 + 1) * 60_000)
+    assert out.dedupe == {
+        0: ({"r-new": ~(5 << 28 | T0 // 60_000 + 1)}, 5, (T0 // 60_000 + 1) * 60_000)
+    }
+    _apply(table, out.state_writes())
     _apply(table, out.progress)
     # An entry written before the packing (list form, restored from an older changelog).
     table["0|d|r-old"] = [3, T0 - 1000]
@@ -437,8 +443,8 @@ def test_dedupe_entries_are_packed_and_the_list_form_is_still_read() -> None:
     ]
     out = folder.fold(again, NOW)
     assert out.outcomes == {"duplicate": 2, "applied": 1}
-    assert "0|d|r-old" not in out.writes and "0|d|r-new" not in out.writes
-    _apply(table, out.writes)
+    assert "0|d|r-old" not in out.state_writes() and "0|d|r-new" not in out.state_writes()
+    _apply(table, out.state_writes())
     # A redelivery of the first occurrence's own offset is a replay, not a duplicate, in both
     # forms: the fold skips it before the lookup only when it is at or below the seal, so
     # clear the seal to reach the dedupe check.
@@ -493,10 +499,12 @@ def test_dedupe_at_offsets_past_2_to_the_20() -> None:
     first = [Record(0, base + i, _survey(f"r-{i}", T0 + i), T0) for i in range(4)]
     out = folder.fold(first, NOW)
     assert out.outcomes == {"applied": 4}
-    for key, value in out.writes.items():
+    for key, value in out.state_writes().items():
         _dumps(key), _dumps(value)  # raised TypeError('Integer exceeds 64-bit range') before
-    assert dedupe_entry(out.writes["0|d|r-3"])[0] == base + 3
-    _apply(table, out.writes)
+    entries, lowest, newest = out.dedupe[0]
+    _dumps({"t": newest, "e": entries})  # the bundle (streams/tables.py)
+    assert lowest == base and dedupe_entry(out.state_writes()["0|d|r-3"])[0] == base + 3
+    _apply(table, out.state_writes())
     _apply(table, out.progress)
     again = [Record(0, base + 10, _survey("r-2", T0 + 2), T0),  # a duplicate
              Record(0, base + 11, _survey("r-9", T0), T0)]  # fmt: skip

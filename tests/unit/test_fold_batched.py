@@ -94,7 +94,7 @@ def test_batched_fold_equals_the_reference_fold(
         got = {}
         for b in (True, False):
             out = folders[b].fold(records[i : i + size], END)
-            _apply(tables[b], out.writes)
+            _apply(tables[b], out.state_writes())
             _apply(tables[b], out.progress)
             got[b] = _result(out)
         assert got[True] == got[False], f"batch at {i}, size {size}"
@@ -119,19 +119,22 @@ def test_a_replay_after_a_crash_goes_to_the_reference_fold(
     for b in (True, False):
         folder = _folder(topic, tables[b], b)
         first = folder.fold(records[:500], END)
-        _apply(tables[b], first.writes)
+        _apply(tables[b], first.state_writes())
         _apply(tables[b], first.progress)
         crashed = folder.fold(records[500:1500], END)
         keys = sorted(crashed.writes)
         for k in random.Random(4).sample(keys, len(keys) // 2):  # half of it reached the log
             _apply(tables[b], {k: crashed.writes[k]})
+        # and its dedupe entries, a bundle per partition: whole or not at all
+        for p in sorted(crashed.dedupe)[:1]:
+            _apply(tables[b], {f"{p}|d|{i}": e for i, e in crashed.dedupe[p][0].items()})
     spy = _Spy(monkeypatch)
     got = {}
     for b in (True, False):
         folder = _folder(topic, tables[b], b)  # a new process: nothing in memory
         outs = [folder.fold(records[i : i + 300], END) for i in range(500, 2000, 300)]
         for out in outs:
-            _apply(tables[b], out.writes)
+            _apply(tables[b], out.state_writes())
             _apply(tables[b], out.progress)
         got[b] = [_result(out) for out in outs]
     assert got[True] == got[False]

@@ -83,7 +83,7 @@ def test_every_malformed_record_is_dead_lettered_and_every_valid_one_counted(
     dead: list[dict[str, Any]] = []
     for lo, hi in zip([0, *cuts], [*cuts, len(records)], strict=True):
         result = folder.fold(records[lo:hi], NOW)
-        for key, value in result.writes.items():
+        for key, value in result.state_writes().items():
             if value is None:
                 table.pop(key, None)
             else:

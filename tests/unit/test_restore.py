@@ -116,36 +116,41 @@ def test_bundles_restore_as_single_entries_and_a_marker(tmp_path: Path, store: s
         _close(table)
 
 
-async def test_staged_entries_go_out_as_bundles(tmp_path: Path) -> None:
+def test_new_entries_go_out_as_bundles(tmp_path: Path) -> None:
+    """A batch's new entries (BatchResult.dedupe): one by one in the store, one bundle per
+    partition (and per BUNDLE_MAX) in the changelog, a marker per bundle; expired entries
+    leave the store with no tombstone, but for those restored from single messages; what the
+    changelog holds restores the same store."""
     settings = Settings(app_id="bundle-test", web_port=16998, partitions=4,
                         data_dir=str(tmp_path / "data"))  # fmt: skip
     table = create_app(settings, CollectorRegistry()).tables["fold-surveys"]
     table.BUNDLE_MAX = 2
     table._single_entries = {"1|d|old"}
-    writes = {f"1|d|r-{i}": _entry(100 + i, T_MIN + i) for i in range(3)}
-    writes |= {"3|d|s-1": _entry(7), "1|k|nps|all|all|1h|7": [102, [1, 1, 0, 0]]}
-    writes |= {"1|d|gone": None, "1|d|old": None, "1|p": [102, 5]}
     table.data.data.update({"1|d|gone": _entry(1), "1|d|old": _entry(2)})
-    table.write_many(writes)
-    table._bundle_staged()
+    new = {
+        1: ({f"r-{i}": _entry(100 + i, T_MIN + i) for i in range(3)}, 100, (T_MIN + 2) * 60_000),
+        3: ({"s-1": _entry(7)}, 7, T_MIN * 60_000),
+    }
+    table.write_many({"1|k|nps|all|all|1h|7": [102, [1, 1, 0, 0]], "1|p": [102, 5]})
+    table.write_dedupe(new)
+    table.drop_dedupe(["1|d|gone", "1|d|old"])
     staged = dict(table._staged)
     assert staged == {
         "1|k|nps|all|all|1h|7": [102, [1, 1, 0, 0]],
         "1|p": [102, 5],
-        "1|d|old": None,  # restored from a single message: its tombstone still goes out
         "1|D|100": {"t": (T_MIN + 1) * 60_000,
                     "e": {"r-0": _entry(100, T_MIN), "r-1": _entry(101, T_MIN + 1)}},
         "1|D|102": {"t": (T_MIN + 2) * 60_000, "e": {"r-2": _entry(102, T_MIN + 2)}},
         "3|D|7": {"t": T_MIN * 60_000, "e": {"s-1": _entry(7)}},
+        "1|d|old": None,  # restored from a single message: its tombstone still goes out
     }  # fmt: skip
-    # the store: every entry by itself, a marker per bundle, the expired ones gone
     store = table.data.data
-    assert all(store[k] == v for k, v in writes.items() if v is not None)
+    for p, (entries, _first, _newest) in new.items():
+        assert all(store[f"{p}|d|{i}"] == e for i, e in entries.items())
     assert store["1|D|100"] == (T_MIN + 1) * 60_000 and store["3|D|7"] == T_MIN * 60_000
     assert "1|d|gone" not in store and "1|d|old" not in store
     assert table._single_entries == set()
-    # what the changelog holds restores the same store
     fresh = create_app(settings.replace(app_id="bundle-test-2"), CollectorRegistry())
     restored = fresh.tables["fold-surveys"]
     restored.apply_changelog_batch([_event(k, v, i) for i, (k, v) in enumerate(staged.items())])
-    assert dict(restored.data.data) == {k: v for k, v in store.items()}
+    assert dict(restored.data.data) == dict(store)

@@ -18,12 +18,15 @@ if _SPEC:
     _left = [int(_n)]
     _commit = _fold.commit
 
-    async def _failing(ctx: Any, table: Any, topic_name: str, result: Any) -> None:
+    async def _failing(
+        ctx: Any, table: Any, topic_name: str, result: Any, gone: Any = None
+    ) -> None:
         if topic_name != _topic or _left[0] <= 0:
-            await _commit(ctx, table, topic_name, result)
+            await _commit(ctx, table, topic_name, result, gone)
             return
         _left[0] -= 1
         table.write_many(result.writes)
+        table.write_dedupe(result.dedupe)
         await table.send_staged()
         await table.changelog_sent()
         print(f"TEST FAULT: commit of {topic_name} failed ({_left[0]} more to fail)",
