@@ -10,8 +10,8 @@ same as message by message (batches of a partition are queued in order), and so 
 partition of a keyed message without one: aiokafka's partitioner of the key (murmur2), what
 ``send`` picks, so a compacted topic such as ``cx.scores`` keeps each key in one partition.
 
-Relies on aiokafka's ``AIOKafkaProducer.create_batch``/``send_batch``/``_partition`` and
-``client._wait_on_metadata`` (aiokafka 0.12-0.14, pinned in pyproject.toml;
+Relies on aiokafka's ``AIOKafkaProducer.create_batch``/``send_batch``/``_partition``,
+``_metadata.partitions_for_topic`` and ``client._wait_on_metadata`` (aiokafka 0.12-0.14, pinned in pyproject.toml;
 ``tests/unit/test_producing.py`` fails if they change) and on the aiokafka driver's
 ``Producer._ensure_producer()``.
 """
@@ -23,6 +23,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 Sent = tuple["asyncio.Future[Any]", int]  # a batch's future and its number of messages
+
+# (topic, key) -> (the topic's partition count, the key's partition), by aiokafka's
+# partitioner: its murmur2 is pure Python, ~5-10 us a key, and most keys come again (a score
+# key every emission, a customer's follow-ups). Bounded: cleared when full.
+_PARTITIONS: dict[tuple[str, bytes], tuple[int, int]] = {}
+PARTITIONS_MAX = 100_000
 
 
 def batch_producer(app: Any) -> Any | None:
@@ -79,13 +85,21 @@ async def send_all(
             await app.producer.send(topic, key, encode(value), partition, None, None)
         return
     by_partition: dict[int, list[tuple[bytes, Any]]] = {}
-    checked = False
+    count = -1
+    cache = _PARTITIONS
     for key, value, partition in messages:
-        if not checked:  # the partitioner reads the topic's metadata
+        if count < 0:  # the partitioner reads the topic's metadata
             await aio.client._wait_on_metadata(topic)
-            checked = True
+            count = len(aio._metadata.partitions_for_topic(topic))
         if partition is None:
-            partition = aio._partition(topic, None, None, None, key, None)
+            hit = cache.get((topic, key))
+            if hit is not None and hit[0] == count:
+                partition = hit[1]
+            else:
+                partition = aio._partition(topic, None, None, None, key, None)
+                if len(cache) >= PARTITIONS_MAX:
+                    cache.clear()
+                cache[(topic, key)] = (count, partition)
         rows = by_partition.get(partition)
         if rows is None:
             by_partition[partition] = [(key, value)]

@@ -27,8 +27,11 @@ class _Client:
 class _Aio:
     """create_batch/send_batch/_partition/send as aiokafka's producer has them."""
 
-    def __init__(self, batch_size: int = 16384) -> None:
+    def __init__(self, batch_size: int = 16384, partitions: int = 4) -> None:
         self.client = _Client()
+        self.partitions = list(range(partitions))
+        self._metadata = self
+        self.partitioned = 0
         self.batch_size = batch_size
         self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
         self.partitioner = DefaultPartitioner()
@@ -53,7 +56,11 @@ class _Aio:
     def _partition(self, topic: str, partition: Any, key: Any, value: Any,
                    serialized_key: bytes, serialized_value: Any) -> int:  # fmt: skip
         assert partition is None
-        return int(self.partitioner(serialized_key, [0, 1, 2, 3], [0, 1, 2, 3]))
+        self.partitioned += 1
+        return int(self.partitioner(serialized_key, self.partitions, self.partitions))
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(self.partitions)
 
 
 class _Producer:
@@ -72,6 +79,8 @@ class _App:
 
 
 def test_the_aiokafka_calls_relied_on_are_there() -> None:
+    source = inspect.getsource(AIOKafkaProducer._partition)
+    assert "all_partitions = list(self._metadata.partitions_for_topic(topic))" in source
     assert list(inspect.signature(AIOKafkaProducer._partition).parameters) == [
         "self", "topic", "partition", "key", "value", "serialized_key", "serialized_value",
     ]  # fmt: skip
@@ -97,6 +106,15 @@ async def test_keyed_messages_go_where_send_puts_them_in_order() -> None:
         want.setdefault(p, []).append((key, codecs.dumps(value)))
     assert got == want and len(aio.sent) == len(want)  # one batch per partition
     assert len(want) > 1
+    assert aio.partitioned == 7  # each key's partition computed once (cached)
+    aio.partitions = list(range(6))  # more partitions: the keys move as the partitioner says
+    aio.sent.clear()
+    await send_all(_App(aio), "cx.scores", iter(records[:7]), codecs.dumps)
+    assert aio.partitioned == 14
+    for _topic, partition, batch in aio.sent:
+        assert {aio.partitioner(k, aio.partitions, aio.partitions) for k, _v in batch} == {
+            partition
+        }
 
 
 async def test_a_partition_takes_as_many_batches_as_fit() -> None:
