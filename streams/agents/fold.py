@@ -17,7 +17,7 @@ from streams.agents import gaps
 from streams.agents.expiry import ExpiryScan, ExpirySchedule, chunk_for
 from streams.aggregate import partition_of
 from streams.context import Context
-from streams.producing import send_all
+from streams.producing import send_each
 from streams.state import BatchResult, Folder
 from streams.supervision import supervise
 from streams.tables import SourcePartitionedTable
@@ -93,23 +93,23 @@ async def commit(
     await table.send_staged()  # the state goes out while the other sends are prepared
     app, dumps = ctx.app, codecs.dumps
     if result.dead_letters:
-        await send_all(app, DEAD_LETTER, (
+        await send_each(app, DEAD_LETTER, (
             (f"{dl['topic']}:{dl['partition']}:{dl['offset']}".encode(), dl, None)
             for dl in result.dead_letters
         ), dumps)  # fmt: skip
     if result.followups:
-        await send_all(app, FOLLOWUPS, (
+        await send_each(app, FOLLOWUPS, (
             (fu["customer_id"].encode(), fu, None) for fu in result.followups
         ), dumps)  # fmt: skip
     partials, ts = ctx.partials_topic, result.min_timestamp_ms
     for _member_key, value in result.partials:
         value["ts"] = ts
-    await send_all(app, partials, (
+    await send_each(app, partials, (
         (member_key.encode(), value, partition_of(member_key, s.partitions))
         for member_key, value in result.partials
     ), dumps)  # fmt: skip
     # after the batch's partials in each partials partition: stage 2 applies them in order
-    await send_all(app, partials, (
+    await send_each(app, partials, (
         (b"#wm", {"wm_topic": topic_name, "s": f"{topic_name}:{p}", "wm": wm}, q)
         for p, wm in result.watermarks.items() for q in range(s.partitions)
     ), dumps)  # fmt: skip

@@ -15,7 +15,7 @@ from streams.agents.expiry import MERGE_CHUNK, ExpiryScan, ExpirySchedule
 from streams.aggregate import OFFSET, Emission, Merger
 from streams.alerting import AlertConfig, AlertEngine
 from streams.context import Context
-from streams.producing import send_all
+from streams.producing import send_each
 from streams.settings import Settings, parse_duration
 from streams.supervision import supervise
 from streams.tables import MergeTable
@@ -184,12 +184,12 @@ class MergeService:
     async def publish(self, emission: Emission) -> None:
         app, tel = self.ctx.app, self.ctx.telemetry
         if emission.records:
-            await send_all(app, SCORES, (
+            await send_each(app, SCORES, (
                 (key.encode(), record, None) for key, record in emission.records
             ), codecs.dumps)  # fmt: skip
         tel.scores_emitted.inc(len(emission.records))
         if emission.alerts:
-            await send_all(app, ALERTS, (
+            await send_each(app, ALERTS, (
                 (t.key.encode(), t.record, None) for t in emission.alerts
             ), codecs.dumps)  # fmt: skip
         for rule, dim, name, on in emission.firing:

@@ -1,5 +1,5 @@
-"""Sends as record batches (streams/producing.py): the partition, order and bytes of every
-message are those of aiokafka's ``send``, one future per batch."""
+"""Sends (streams/producing.py): changelog writes as record batches, the other messages one by
+one with the partition aiokafka's ``send`` would pick, computed once per key."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from streams import codecs
-from streams.producing import send_all, send_partition
+from streams.producing import send_each, send_partition
 
 
 class _Client:
@@ -64,11 +64,17 @@ class _Aio:
 
 
 class _Producer:
+    """Faust's producer: ``send`` recorded, the aiokafka producer behind it."""
+
     def __init__(self, aio: _Aio) -> None:
         self._producer = aio
+        self.sent: list[tuple[Any, ...]] = []
 
     def _ensure_producer(self) -> _Aio:
         return self._producer
+
+    async def send(self, *args: Any) -> None:
+        self.sent.append(args)
 
 
 class _App:
@@ -92,29 +98,29 @@ def test_the_aiokafka_calls_relied_on_are_there() -> None:
 
 async def test_keyed_messages_go_where_send_puts_them_in_order() -> None:
     aio = _Aio()
+    app = _App(aio)
     records = [(f"nps|5m|segment=s{i % 7}".encode(), {"i": i}, None) for i in range(40)]
     records += [(b"#wm", {"wm": 1}, 3), (b"#wm", {"wm": 2}, 0)]
-    await send_all(_App(aio), "cx.scores", iter(records), codecs.dumps)
-    assert aio.client.waited == ["cx.scores"]
-    got: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
-    for topic, partition, batch in aio.sent:
-        assert topic == "cx.scores"
-        got.setdefault(partition, []).extend(batch)
-    want: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
-    for key, value, partition in records:
-        p = partition if partition is not None else aio.partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
-        want.setdefault(p, []).append((key, codecs.dumps(value)))
-    assert got == want and len(aio.sent) == len(want)  # one batch per partition
-    assert len(want) > 1
+    await send_each(app, "cx.scores", iter(records), codecs.dumps)
+    want = [
+        ("cx.scores", key, codecs.dumps(value),
+         p if p is not None else aio.partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3]), None, None)
+        for key, value, p in records
+    ]  # fmt: skip
+    assert app.producer.sent == want  # in order, each where aiokafka's partitioner puts it
+    assert len({m[3] for m in want}) > 1
     assert aio.partitioned == 7  # each key's partition computed once (cached)
     aio.partitions = list(range(6))  # more partitions: the keys move as the partitioner says
-    aio.sent.clear()
-    await send_all(_App(aio), "cx.scores", iter(records[:7]), codecs.dumps)
+    app.producer.sent.clear()
+    await send_each(app, "cx.scores", iter(records[:7]), codecs.dumps)
     assert aio.partitioned == 14
-    for _topic, partition, batch in aio.sent:
-        assert {aio.partitioner(k, aio.partitions, aio.partitions) for k, _v in batch} == {
-            partition
-        }
+    assert [m[3] for m in app.producer.sent] == [
+        aio.partitioner(k, aio.partitions, aio.partitions) for k, _v, _p in records[:7]
+    ]
+    aio.partitions = []  # no metadata yet: the producer picks, as it would
+    app.producer.sent.clear()
+    await send_each(app, "cx.other", iter(records[:2]), codecs.dumps)
+    assert [m[3] for m in app.producer.sent] == [None, None]
 
 
 async def test_a_partition_takes_as_many_batches_as_fit() -> None:
@@ -128,7 +134,7 @@ async def test_a_partition_takes_as_many_batches_as_fit() -> None:
     assert all(p == 2 for _t, p, _b in aio.sent)
 
 
-async def test_without_a_batch_producer_messages_go_one_by_one() -> None:
+async def test_without_a_batch_producer_the_producer_picks() -> None:
     class _FaustProducer:
         def __init__(self) -> None:
             self.sent: list[tuple[Any, ...]] = []
@@ -141,7 +147,7 @@ async def test_without_a_batch_producer_messages_go_one_by_one() -> None:
         in_transaction = False
 
     app = _TestApp()
-    await send_all(app, "t", [(b"k", {"a": 1}, None), (b"j", {"b": 2}, 1)], codecs.dumps)
+    await send_each(app, "t", [(b"k", {"a": 1}, None), (b"j", {"b": 2}, 1)], codecs.dumps)
     assert app.producer.sent == [
         ("t", b"k", b'{"a":1}', None, None, None), ("t", b"j", b'{"b":2}', 1, None, None),
     ]  # fmt: skip
