@@ -304,7 +304,7 @@ class SourcePartitionedTable(_KeyPartitionedTable):
     about half of stage 1's (~2 us a message to stage, encode and append). Since 2026-12-07 a
     batch's new entries of a partition (:attr:`streams.state.BatchResult.dedupe`) go out as one
     message, a *bundle* (``{p}|D|{lowest first offset}`` -> ``{"t": newest event time ms, "e":
-    {event_id: entry}}``, at most :data:`BUNDLE_MAX` entries), and the store keeps the entries
+    {event_id: entry}}``, at most :data:`BUNDLE_BYTES`), and the store keeps the entries
     one by one as before plus a marker of the bundle (``{p}|D|...`` -> its newest event time),
     which the expiry rounds delete (a tombstone) once every entry of the bundle expired
     (``Folder.expired_keys``). Restoring expands a bundle into its entries and its marker
@@ -317,15 +317,18 @@ class SourcePartitionedTable(_KeyPartitionedTable):
     those seconds would be judged a duplicate. Why a replay stays exact: docs/crash-safety.md,
     mechanism 4."""
 
-    BUNDLE_MAX = 2000  # entries per bundle: ~60 B each, well under the broker's 1 MB messages
+    # A bundle's size in the changelog, at most (~25 B per entry besides its event id): a
+    # batch's entries of one partition fit in one (5,000 of the bench's ~60 B ~ 300 kB), and
+    # long ids or larger batches still stay under the broker's 1 MB messages.
+    BUNDLE_BYTES = 512 * 1024
     _single_entries: set[str] | None = None
 
     def partition_for_key(self, key: Any) -> int:
-        return int(key.split("|", 1)[0])
+        return int(key[: key.index("|")])
 
     def write_dedupe(self, new: Mapping[int, tuple[dict[str, Any], int, int]]) -> None:
         """A batch's new dedupe entries (:attr:`streams.state.BatchResult.dedupe`): into the
-        store one by one, staged as one bundle per partition (and per :data:`BUNDLE_MAX`)."""
+        store one by one, staged as one bundle per partition (and per :data:`BUNDLE_BYTES`)."""
         if not new:
             return
         data = self.data
@@ -341,13 +344,8 @@ class SourcePartitionedTable(_KeyPartitionedTable):
                 for event_id, e in entries.items():
                     data[prefix + event_id] = e
             chunks = [(entries, first, newest)]
-            if len(entries) > self.BUNDLE_MAX:
-                items = list(entries.items())
-                chunks = []
-                for start in range(0, len(items), self.BUNDLE_MAX):
-                    chunk = dict(items[start : start + self.BUNDLE_MAX])
-                    spans = [dedupe_entry(e) for e in chunk.values()]
-                    chunks.append((chunk, min(o for o, _ in spans), max(t for _, t in spans)))
+            if sum(map(len, entries)) + 25 * len(entries) > self.BUNDLE_BYTES:
+                chunks = list(self._chunks(entries))
             for chunk, lowest, t in chunks:
                 key = f"{p}|D|{lowest}"
                 data[key] = t  # the marker, for expiry
@@ -355,6 +353,25 @@ class SourcePartitionedTable(_KeyPartitionedTable):
             written += len(entries) + len(chunks)
         if self._counts is not None:
             self._counts.keys_updated += written
+
+    def _chunks(self, entries: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int, int]]:
+        """``entries`` in bundles of at most :data:`BUNDLE_BYTES`, each with its lowest first
+        offset and newest event time."""
+        chunk: dict[str, Any] = {}
+        size = 0
+        for event_id, entry in entries.items():
+            if chunk and size + len(event_id) + 25 > self.BUNDLE_BYTES:
+                yield self._bundle_of(chunk)
+                chunk, size = {}, 0
+            chunk[event_id] = entry
+            size += len(event_id) + 25
+        if chunk:
+            yield self._bundle_of(chunk)
+
+    @staticmethod
+    def _bundle_of(chunk: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+        spans = [dedupe_entry(e) for e in chunk.values()]
+        return chunk, min(o for o, _ in spans), max(t for _, t in spans)
 
     def drop_dedupe(self, keys: Iterable[str]) -> None:
         """Delete expired dedupe entries from the store; a tombstone only for an entry

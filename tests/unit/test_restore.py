@@ -118,13 +118,13 @@ def test_bundles_restore_as_single_entries_and_a_marker(tmp_path: Path, store: s
 
 def test_new_entries_go_out_as_bundles(tmp_path: Path) -> None:
     """A batch's new entries (BatchResult.dedupe): one by one in the store, one bundle per
-    partition (and per BUNDLE_MAX) in the changelog, a marker per bundle; expired entries
+    partition (and per BUNDLE_BYTES) in the changelog, a marker per bundle; expired entries
     leave the store with no tombstone, but for those restored from single messages; what the
     changelog holds restores the same store."""
     settings = Settings(app_id="bundle-test", web_port=16998, partitions=4,
                         data_dir=str(tmp_path / "data"))  # fmt: skip
     table = create_app(settings, CollectorRegistry()).tables["fold-surveys"]
-    table.BUNDLE_MAX = 2
+    table.BUNDLE_BYTES = 2 * (25 + 3)  # two entries of 3-character ids
     table._single_entries = {"1|d|old"}
     table.data.data.update({"1|d|gone": _entry(1), "1|d|old": _entry(2)})
     new = {
