@@ -46,11 +46,25 @@ PREFIX = BUCKETS_PER_WINDOW - 2  # Merger.window_sum caches the sum of a window'
 _BEFORE_ALL = -(1 << 62)  # an event time before every bucket: keeps them all
 
 
+# (family|dim|member, partitions) -> its partition: the stage-2 table names one for every
+# changelog write (~1 per event), and members are few (bounded by max_members per dimension)
+_MEMBER_PARTITIONS: dict[tuple[str, int], int] = {}
+
+
 def table_partition(key: str, partitions: int) -> int:
     if key.startswith("#wm|"):
         return int(key[4:])
-    family, dim, member = key.split("|", 3)[:3]
-    return partition_of(f"{family}|{dim}|{member}", partitions)
+    end = key.find("|", key.find("|", key.find("|") + 1) + 1)  # after family|dim|member
+    member_key = key if end < 0 else key[:end]
+    q = _MEMBER_PARTITIONS.get((member_key, partitions))
+    if q is None:
+        if member_key.count("|") != 2:
+            raise ValueError(f"not a merge table key: {key!r}")
+        q = partition_of(member_key, partitions)
+        if len(_MEMBER_PARTITIONS) >= 100_000:
+            _MEMBER_PARTITIONS.clear()
+        _MEMBER_PARTITIONS[(member_key, partitions)] = q
+    return q
 
 
 @dataclass

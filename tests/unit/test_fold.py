@@ -513,3 +513,20 @@ def test_dedupe_at_offsets_past_2_to_the_20() -> None:
     table.pop("0|p")  # a redelivery of r-3's own offset above the seal: a replay
     out = folder.fold([Record(0, base + 3, _survey("r-3", T0 + 3), T0)], NOW)
     assert out.outcomes == {"applied": 1}
+
+
+@given(st.lists(st.text(alphabet="ab+_x", min_size=1, max_size=6), min_size=3, max_size=3),
+       st.sampled_from(["", "|5m|12", "|#a", "|#r", "|#e", "|1h|-3"]), st.integers(1, 12))  # fmt: skip
+def test_table_partition_is_the_member_key_s_crc(
+    parts: list[str], suffix: str, partitions: int
+) -> None:
+    """Stage-2 keys go to the partition of their ``family|dim|member`` (cached per member)."""
+    import zlib
+
+    member_key = "|".join(parts)
+    want = zlib.crc32(member_key.encode()) % partitions
+    assert table_partition(member_key + suffix, partitions) == want
+    assert table_partition(member_key + suffix, partitions) == want  # from the cache
+    assert table_partition(f"#wm|{partitions - 1}", partitions) == partitions - 1
+    with pytest.raises(ValueError):
+        table_partition(parts[0], partitions)
