@@ -90,8 +90,16 @@ class Merger:
         emit_interval_ms: int = 1000,
         alerts: AlertEngine | None = None,
         track_idle: bool = True,
+        backlog_interval_ms: int = 0,
+        live_ms: int = 2000,
     ) -> None:
         self.alerts = alerts
+        # A member whose pending input was ingested more than ``live_ms`` ago (a replay, a
+        # backlog: its scores are on their way to the present) or that is due only because a
+        # window slid is evaluated at most every ``backlog_interval_ms`` (when longer than the
+        # emit interval); live input at the emit interval (:meth:`due`).
+        self.backlog_interval_ms = backlog_interval_ms
+        self.live_ms = live_ms
         self.track_idle = track_idle
         self.spec = {w.name: w for w in windows}
         # (member, window) -> (first bucket, counts of the window's first PREFIX buckets): see
@@ -290,9 +298,13 @@ class Merger:
             if q not in owned:
                 self.dirty.pop(m, None)
                 continue
-            if not force and now_ms - self.last_emit.get(m, -(10**15)) < self.emit_interval_ms:
+            ts = dirty[m]
+            interval = self.emit_interval_ms
+            if ts is None or ts < now_ms - self.live_ms:
+                interval = max(interval, self.backlog_interval_ms)
+            if not force and now_ms - self.last_emit.get(m, -(10**15)) < interval:
                 continue
-            ts = self.dirty.pop(m)
+            del dirty[m]
             if self.evaluate(m, now_ms, out):
                 out.partitions.add(q)
             self.last_emit[m] = now_ms

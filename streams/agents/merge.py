@@ -31,6 +31,11 @@ SLIDE_BUDGET_S = 0.01
 # evaluates each member once for several batches: evaluating them at once too made ~25% more
 # score records in the bench's replay (README, "2026-12-03, third session").
 LIVE_INPUT_MS = 2000
+# Members with older input (a replay, a backlog) or due only because a window slid: at most one
+# evaluation per this interval (the emit interval when that is longer). Their scores are on
+# their way to the present; evaluating each member at the emit interval (the bench's 0.1 s)
+# was ~10% of the worker's time in a replay (2026-12-07).
+BACKLOG_EMIT_MS = 1000
 
 
 def alert_config(s: Settings) -> AlertConfig:
@@ -67,6 +72,8 @@ class MergeService:
             min_sample=s.min_sample,
             emit_interval_ms=int(s.emit_interval * 1000),
             alerts=AlertEngine(alert_config(s)) if s.alerts_enabled else None,
+            backlog_interval_ms=BACKLOG_EMIT_MS,
+            live_ms=LIVE_INPUT_MS,
         )
         self.lock = asyncio.Lock()
         self.owned: set[int] | None = None

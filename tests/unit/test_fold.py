@@ -220,6 +220,38 @@ def test_due_takes_new_input_first_and_budgets_the_rest() -> None:
     assert not merger.dirty
 
 
+def test_backlog_and_slid_members_are_evaluated_at_the_backlog_interval() -> None:
+    """Live input at the emit interval; input ingested more than ``live_ms`` ago (a replay, a
+    backlog) and members due only because a window slid at most every backlog interval."""
+    merger = Merger({}, WINDOWS, partitions=1, min_sample=1, emit_interval_ms=100,
+                    backlog_interval_ms=1000, live_ms=2000)  # fmt: skip
+    merger.apply("#wm", {"wm_topic": TOPIC_SURVEYS, "s": "x", "wm": NOW - 1000}, 0)
+    rows = [["5m", WINDOWS[0].bucket(NOW - 2000), 1, [1, 1, 0, 0]]]
+
+    def feed(t: int, member: str, ingested: int | None) -> None:
+        value: dict[str, Any] = {"s": "x", "wm": NOW - 1000, "b": rows}
+        if ingested is not None:
+            value["ts"] = ingested
+        merger.apply(f"nps|segment|{member}", value, 0)
+
+    def evaluated(t: int) -> set[str]:
+        before = dict(merger.last_emit)
+        merger.due(t, {0})
+        return {m[2] for m, at in merger.last_emit.items() if before.get(m) != at}
+
+    for member, ingested in (("live", NOW), ("replay", NOW - 60_000), ("slid", None)):
+        feed(NOW, member, ingested)
+    assert evaluated(NOW) == {"live", "replay", "slid"}
+    for t in (NOW + 200, NOW + 500):  # past the emit interval, within the backlog one
+        feed(t, "live", t)
+        feed(t, "replay", NOW - 60_000 + t - NOW)
+        merger.dirty.setdefault(("nps", "segment", "slid"), None)
+        assert evaluated(t) == {"live"}
+    assert evaluated(NOW + 1000) == {"replay", "slid"}  # still due, now past the interval
+    feed(NOW + 1100, "live", NOW - 2500)  # live input that waited more than live_ms: backlog
+    assert evaluated(NOW + 1100) == set() and evaluated(NOW + 1500) == {"live"}
+
+
 def test_dead_letters_carry_reason_and_original_bytes() -> None:
     table: dict[str, Any] = {}
     recs = [Record(0, 0, b"\xff\xfe", T0), Record(0, 1, orjson.dumps({"survey": "nps"}), T0)]
