@@ -327,8 +327,9 @@ class LeanConsumer(faust_aiokafka.Consumer):
             monitor.messages_received_total += n
             monitor.messages_active += n
             monitor.messages_received_by_topic[topic] += n
-            for record in batch:  # the last offset per partition
-                monitor.tp_read_offsets[TP(topic, record.partition)] = record.offset
+            last = {record.partition: record.offset for record in batch}  # in offset order
+            for p, offset in last.items():
+                monitor.tp_read_offsets[TP(topic, p)] = offset
         return tracker
 
     def ack_batch(self, topic: str, batch: list[Record], tracker: Handed) -> None:
