@@ -19,7 +19,7 @@ these change upstream, versions pinned in ``pyproject.toml``):
   ``commit_every`` and the flow-control wait of ``_drain_messages`` (whose wait stood for the
   conductor's ``on_message``). Since 2026-12-07; before, a copy of the drain loop put each
   ``ConsumerMessage`` into the buffer: with its tracking and acks ~6 us per record, against
-  ~1 now (README, "Performance").
+  ~1 now (docs/performance-history.md, README "Performance").
 - The conductor's ``on_message`` (``ConductorCompiler.build``) for those records: it waited for
   flow control (kept, see above: records are dropped when the consumer's flow is stopped
   meanwhile, as the cancelled ``wait_first`` did) and for the producer buffer to ebb (our

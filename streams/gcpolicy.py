@@ -18,8 +18,8 @@ not; only garbage *cycles* that were frozen wait, for the full collection that r
 ``CX_GC_FULL_INTERVAL`` seconds (unfreeze, collect everything, freeze again). That collection
 scans the whole state (~0.85 us per tracked object: ~0.26 s after the 200k bench, more after a
 larger replay) and holds the event loop meanwhile: the interval trades that pause against the
-memory held by cycles until then. Measured (README, "Performance", 2026-12-07): the bench's
-worker CPU per event -25%.
+memory held by cycles until then. Measured (CHANGELOG, 2026-12-07): the 200k bench's worker
+spent 0.36 s in the GC before, ~0.05 s after, its longest pause 114 ms before, 12-26 ms after.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class Settings:
     batch_size: int = 20000
     batch_within: float = 0.2
     # Records reach the agents as lists without Faust's per-record path (streams/delivery.py,
-    # about 3x the throughput, README "Performance"); False: Faust's own path.
+    # docs/performance-history.md); False: Faust's own path.
     batch_delivery: bool = True
     late_after_s: int = 300
     max_future_s: int = 300
