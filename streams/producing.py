@@ -2,12 +2,14 @@
 
 Faust's ``Producer.send`` -> aiokafka's ``send`` costs ~10-15 us per message (metadata wait,
 serializers, partitioner, a future, the accumulator's bookkeeping). The tables' changelog
-writes (:mod:`streams.tables`), ~1.1 per event, are appended to a ``BatchBuilder`` (aiokafka's
-``create_batch``: the C record builder) and each full batch goes out with ``send_batch``: one
-future per batch (:func:`send_partition`). Partials, follow-ups, dead letters, score records
-and alerts (~0.2 per event) go through ``send`` (:func:`send_each`), with the partition of a
-keyed message computed once per key: aiokafka's partitioner (murmur2, what ``send`` picks, so
-a compacted topic such as ``cx.scores`` keeps each key in one partition) is pure Python.
+writes (:mod:`streams.tables`: each changed bucket and interaction, a dedupe bundle per
+partition and batch; ~1.1 per event before the bundles) are appended to a ``BatchBuilder``
+(aiokafka's ``create_batch``: the C record builder) and each full batch goes out with
+``send_batch``: one future per batch (:func:`send_partition`). Partials, follow-ups, dead
+letters, score records and alerts (~0.2 per event) go through ``send`` (:func:`send_each`),
+with the partition of a keyed message computed once per key: aiokafka's partitioner (murmur2,
+what ``send`` picks, so a compacted topic such as ``cx.scores`` keeps each key in one
+partition) is pure Python.
 
 Relies on aiokafka's ``AIOKafkaProducer.create_batch``/``send_batch``/``_partition``,
 ``_metadata.partitions_for_topic`` and ``client._wait_on_metadata`` (aiokafka 0.12-0.14, pinned in pyproject.toml;
@@ -50,8 +52,8 @@ async def send_partition(
 
     Pass a generator that encodes each message when it is asked for: orjson >= 3.12 gives each
     result a buffer of >= 4 KiB, whatever its length (ijl/orjson#483), and a replay batch
-    stages ~11-12k changelog messages; encoding them all first held ~90 MB until the batch was
-    built (docs/design.md, "Memory")."""
+    stages thousands of changelog messages (5,000 events: ~11-12k before the dedupe bundles);
+    encoding them all first held ~90 MB until the batch was built (docs/design.md, "Memory")."""
     sent: list[Sent] = []
     batch, n = aio.create_batch(), 0
     for key, value in messages:
