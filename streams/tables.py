@@ -317,9 +317,9 @@ class SourcePartitionedTable(_KeyPartitionedTable):
     those seconds would be judged a duplicate. Why a replay stays exact: docs/crash-safety.md,
     mechanism 4."""
 
-    # A bundle's size in the changelog, at most (~25 B per entry besides its event id): a
-    # batch's entries of one partition fit in one (5,000 of the bench's ~60 B ~ 300 kB), and
-    # long ids or larger batches still stay under the broker's 1 MB messages.
+    # A bundle's size in the changelog, at most (~25 B per entry besides its event id): 5,000
+    # of the bench's entries (~60 B) fit in one (~300 kB), a 20,000-record batch of one
+    # partition needs up to three, and long ids stay under the broker's 1 MB messages.
     BUNDLE_BYTES = 512 * 1024
     _single_entries: set[str] | None = None
 
