@@ -39,7 +39,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from streams import events as ev
 from streams.dims import MemberCap, clean
@@ -488,20 +488,25 @@ class _PartitionBatch:
             tokens = [tok[0] for tok in tokens]
         first = evs[0][2]
         ts = [e[0] for e in evs]
+        t_lo, t_hi = min(ts), max(ts)
         last_wm = evs[-1][1]
         # Per window: the event's bucket, or None where no window can read it; or one int when
         # every event of the batch falls in the same live bucket (the long windows: a batch
         # spans seconds to minutes of event time), whose tallies are then those of the
-        # dimension's (member, token) pairs, counted once for all such windows.
+        # dimension's (member, token) pairs, counted once for all such windows. (t // g is
+        # monotonic in t: the lowest and highest buckets are those of the extreme times.)
         buckets: list[list[int | None] | int] = []
         for _i, _name, g, _spec in self.grid:
-            bs = [t // g for t in ts]
-            lo = min(bs)
+            lo = t_lo // g
+            if lo == t_hi // g and lo >= last_wm // g + 1 - BUCKETS_PER_WINDOW:
+                buckets.append(lo)
+                continue
+            bs: list[int | None] = [t // g for t in ts]
             if lo < last_wm // g + 1 - BUCKETS_PER_WINDOW:  # some event is late for it
                 floors = [wm // g + 1 - BUCKETS_PER_WINDOW for _t, wm, *_ in evs]
-                buckets.append([b if b >= f else None for b, f in zip(bs, floors, strict=True)])
-            else:
-                buckets.append(lo if lo == max(bs) else cast(list[int | None], bs))
+                bs = [b if b is not None and b >= f else None
+                      for b, f in zip(bs, floors, strict=True)]  # fmt: skip
+            buckets.append(bs)
         columns = list(zip(*(e[3] for e in evs), strict=True))
         tallies = []  # (dimension, members, window index, counts of (member, bucket, token))
         for (dim, _parts), members in zip(self.plan, columns, strict=True):
