@@ -42,6 +42,10 @@ BUDGET_S = float(os.environ.get("CX_MEMORY_BUDGET_S", "300"))  # stop sampling t
 # settles by ~170k (see above)
 WARMUP = int(os.environ.get("CX_MEMORY_WARMUP", "200000"))
 MAX_MB_PER_10K = 2.0  # growth allowed after warm-up (a dedupe entry alone is ~0.3 KB/event)
+# A long run (make memory) is judged tighter: its slope is not the heap's settling. 2026-12-04:
+# +0.03 over 10M; 2026-12-07, expiry behind the replay: +1.27 (1.4 GB at 10M), which passed.
+LONG_RUN = 2_000_000
+LONG_MAX_MB_PER_10K = 0.5
 
 
 def _rss_kib(pid: int) -> int:
@@ -108,4 +112,5 @@ def test_rss_is_flat_after_warm_up(fresh_broker: EmbeddedBroker, tmp_path: Path)
     growth = after[-1][1] - after[0][1]
     print(f"after warm-up: {after[0][0]:.0f} -> {after[-1][0]:.0f} events, RSS {after[0][1]} -> "
           f"{after[-1][1]} MB ({growth:+.1f} MB), slope {slope:+.2f} MB per 10k events")  # fmt: skip
-    assert slope < MAX_MB_PER_10K, f"RSS grows {slope:.2f} MB per 10k events after warm-up"
+    limit = LONG_MAX_MB_PER_10K if after[-1][0] >= LONG_RUN else MAX_MB_PER_10K
+    assert slope < limit, f"RSS grows {slope:.2f} MB per 10k events after warm-up"
