@@ -497,12 +497,12 @@ class _PartitionBatch:
         # monotonic in t: the lowest and highest buckets are those of the extreme times.)
         buckets: list[list[int | None] | int] = []
         for _i, _name, g, _spec in self.grid:
-            lo = t_lo // g
-            if lo == t_hi // g and lo >= last_wm // g + 1 - BUCKETS_PER_WINDOW:
+            lo, floor = t_lo // g, last_wm // g + 1 - BUCKETS_PER_WINDOW
+            if lo == t_hi // g and lo >= floor:
                 buckets.append(lo)
                 continue
             bs: list[int | None] = [t // g for t in ts]
-            if lo < last_wm // g + 1 - BUCKETS_PER_WINDOW:  # some event is late for it
+            if lo < floor:  # some event is late for it
                 floors = [wm // g + 1 - BUCKETS_PER_WINDOW for _t, wm, *_ in evs]
                 bs = [b if b is not None and b >= f else None
                       for b, f in zip(bs, floors, strict=True)]  # fmt: skip

@@ -68,7 +68,7 @@ def register(ctx: Context, topic_name: str, table_name: str) -> faust.types.Agen
             if step is not None:
                 writes, touched = result.writes, result.touched
                 for key in folder.expired_keys(cast(set[int], step[0]), step[1]):
-                    if key[key.find("|") + 1 : key.find("|") + 3] == "d|":
+                    if key.startswith("d|", key.find("|") + 1):
                         gone.append(key)  # not this batch's: its new entries are live
                     # Not what this batch wrote (judged on its stored value, which the batch
                     # replaced) or folded into: a replay of the batch after a crash before its
